@@ -1,0 +1,486 @@
+//! Publish, pull, settle and message status.
+
+use super::error::from_rejection;
+use super::{ApiError, AppState};
+use crate::groups::{Leased, Settle};
+use crate::names::{Channel, GroupName, NodeId, Role};
+use crate::store::{self, now_ms, NewMessage, PublishOutcome};
+use crate::wire::{ENTRY_OVERHEAD, FRAME_OVERHEAD};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Request headers with this prefix become message headers.
+pub const HEADER_PREFIX: &str = "rmds-header-";
+
+fn parse_duration(key: &str, v: &str) -> Result<Duration, ApiError> {
+    humantime::parse_duration(v).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid {key} {v:?}: {e} (use e.g. \"30s\", \"5m\")"
+        ))
+    })
+}
+
+fn channel(ch: &str) -> Result<Channel, ApiError> {
+    Ok(Channel::new(ch)?)
+}
+
+/// Checks that this node may publish on `channel`.
+fn check_writer(state: &AppState, channel: &Channel) -> Result<(), ApiError> {
+    match state.discovery.own_role(channel) {
+        Some(r) if r.writes() => Ok(()),
+        Some(Role::Reader) => Err(ApiError::forbidden(format!(
+            "this node is a reader of {channel}; join as writer or rw to publish"
+        ))),
+        _ => Err(ApiError::forbidden(format!(
+            "this node is not a member of {channel}; PUT /v1/channels/{channel} with {{\"role\":\"writer\"}} first"
+        ))),
+    }
+}
+
+/// Largest payload a single message may carry on this cluster.
+fn max_message(state: &AppState, content_type: &str, headers: &str) -> usize {
+    state
+        .transport
+        .max_payload()
+        .saturating_sub(FRAME_OVERHEAD + ENTRY_OVERHEAD + 26 + content_type.len() + headers.len())
+}
+
+struct Draft {
+    payload: Vec<u8>,
+    content_type: String,
+    headers: Vec<(String, String)>,
+    ttl: Duration,
+    idempotency_key: Option<String>,
+}
+
+/// The result of one publish, as JSON, with its status.
+async fn publish_one(
+    state: &AppState,
+    channel: &Channel,
+    d: Draft,
+) -> Result<(StatusCode, Value), ApiError> {
+    let headers_json = serde_json::to_string(&d.headers).unwrap_or_else(|_| "[]".into());
+    let max = max_message(state, &d.content_type, &headers_json);
+    if d.payload.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "message of {} bytes exceeds the largest deliverable size of {} bytes (NATS max payload {})",
+                d.payload.len(),
+                max,
+                state.transport.max_payload()
+            ),
+        ));
+    }
+    if d.content_type.starts_with("application/json")
+        && serde_json::from_slice::<Value>(&d.payload).is_err()
+    {
+        return Err(ApiError::bad_request(
+            "body is not valid JSON but Content-Type is application/json",
+        ));
+    }
+    let receivers: Vec<String> = state
+        .discovery
+        .readers(channel)
+        .into_iter()
+        .map(|n| n.to_string())
+        .collect();
+    let now = now_ms();
+    let msg = NewMessage {
+        id: ulid::Ulid::new().to_string(),
+        channel: channel.to_string(),
+        created_at: now,
+        expires_at: now.saturating_add(d.ttl.as_millis().min(i64::MAX as u128) as i64),
+        content_type: d.content_type,
+        headers: headers_json,
+        payload: d.payload,
+        idempotency_key: d.idempotency_key,
+    };
+    let limit = state.config.delivery.max_messages_per_receiver;
+    let overflow = state.config.delivery.overflow;
+    let outcome = state
+        .store
+        .writer
+        .run(move |c| store::outbox::publish(c, &msg, &receivers, limit, overflow))
+        .await?;
+    finish_publish(state, channel, outcome).await
+}
+
+async fn finish_publish(
+    state: &AppState,
+    channel: &Channel,
+    outcome: PublishOutcome,
+) -> Result<(StatusCode, Value), ApiError> {
+    match outcome {
+        PublishOutcome::Accepted {
+            id,
+            routes,
+            dropped,
+            unrouted,
+        } => {
+            let m = &state.metrics;
+            m.published.inc();
+            m.pending_messages.inc_by(routes.len() as i64);
+            if !dropped.is_empty() {
+                m.dropped.inc_by(dropped.len() as u64);
+                m.pending_messages.dec_by(dropped.len() as i64);
+                for (r, ch, _) in &dropped {
+                    if let (Ok(r), Ok(ch)) = (NodeId::new(r.clone()), Channel::new(ch.clone())) {
+                        state.delivery.kick(r, ch).await;
+                    }
+                }
+            }
+            let receivers: Vec<String> = routes.iter().map(|(r, _)| r.clone()).collect();
+            for (r, seq) in routes {
+                if let Ok(r) = NodeId::new(r) {
+                    state.delivery.enqueued(r, channel.clone(), seq).await;
+                }
+            }
+            Ok((
+                StatusCode::CREATED,
+                json!({"id": id, "channel": channel, "receivers": receivers, "unrouted": unrouted, "dropped": dropped.len()}),
+            ))
+        }
+        PublishOutcome::Duplicate { id, receivers } => Ok((
+            StatusCode::OK,
+            json!({"id": id, "channel": channel, "receivers": receivers, "duplicate": true}),
+        )),
+        PublishOutcome::Rejected { receiver, pending } => {
+            state.metrics.rejected_publishes.inc();
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "backlog_full",
+                format!(
+                    "receiver {receiver} already has {pending} undelivered messages (max_messages_per_receiver); nothing was stored, retry later"
+                ),
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PublishQuery {
+    ttl: Option<String>,
+}
+
+fn message_headers(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .filter_map(|(k, v)| {
+            let name = k.as_str().strip_prefix(HEADER_PREFIX)?;
+            Some((name.to_string(), v.to_str().ok()?.to_string()))
+        })
+        .collect()
+}
+
+fn ttl_of(state: &AppState, q: &Option<String>) -> Result<Duration, ApiError> {
+    match q {
+        Some(v) => {
+            let d = parse_duration("ttl", v)?;
+            if d.is_zero() {
+                return Err(ApiError::bad_request("ttl must be greater than zero"));
+            }
+            Ok(d)
+        }
+        None => Ok(state.config.delivery.message_expiry),
+    }
+}
+
+/// `POST /v1/channels/{ch}/messages`: the body is the payload.
+pub async fn publish(
+    State(state): State<AppState>,
+    Path(ch): Path<String>,
+    query: Result<Query<PublishQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let channel = channel(&ch)?;
+    let Query(q) = query.map_err(|e| from_rejection(e.status(), e.body_text()))?;
+    let body = body.map_err(|e| from_rejection(e.status(), e.body_text()))?;
+    check_writer(&state, &channel)?;
+    let ttl = ttl_of(&state, &q.ttl)?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let (status, v) = publish_one(
+        &state,
+        &channel,
+        Draft {
+            payload: body.to_vec(),
+            content_type,
+            headers: message_headers(&headers),
+            ttl,
+            idempotency_key,
+        },
+    )
+    .await?;
+    Ok((status, Json(v)).into_response())
+}
+
+/// `POST /v1/channels/{ch}/messages:batch`: a JSON array or NDJSON of payloads.
+pub async fn publish_batch(
+    State(state): State<AppState>,
+    Path(ch): Path<String>,
+    query: Result<Query<PublishQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let channel = channel(&ch)?;
+    let Query(q) = query.map_err(|e| from_rejection(e.status(), e.body_text()))?;
+    let body = body.map_err(|e| from_rejection(e.status(), e.body_text()))?;
+    check_writer(&state, &channel)?;
+    let ttl = ttl_of(&state, &q.ttl)?;
+    let items: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(items)) => items,
+        _ => {
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| ApiError::bad_request("batch body must be a JSON array or NDJSON"))?;
+            let mut items = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                items.push(
+                    serde_json::from_str(line).map_err(|e| {
+                        ApiError::bad_request(format!("NDJSON line {}: {e}", i + 1))
+                    })?,
+                );
+            }
+            items
+        }
+    };
+    if items.is_empty() {
+        return Err(ApiError::bad_request("batch is empty"));
+    }
+    if items.len() > 10_000 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("batch of {} items exceeds the limit of 10000", items.len()),
+        ));
+    }
+    // Submit every item in order (they share group commits), then collect results.
+    let mut results = Vec::with_capacity(items.len());
+    let mut accepted = 0usize;
+    for item in items {
+        let payload = serde_json::to_vec(&item).unwrap_or_default();
+        let r = publish_one(
+            &state,
+            &channel,
+            Draft {
+                payload,
+                content_type: "application/json".into(),
+                headers: Vec::new(),
+                ttl,
+                idempotency_key: None,
+            },
+        )
+        .await;
+        match r {
+            Ok((status, v)) => {
+                accepted += 1;
+                results.push(json!({"status": status.as_u16(), "id": v["id"], "receivers": v["receivers"]}));
+            }
+            Err(e) => results.push(json!({"status": e.status.as_u16(), "error": {"code": e.code, "message": e.message}})),
+        }
+    }
+    let status = if accepted == results.len() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    Ok((
+        status,
+        Json(json!({"accepted": accepted, "results": results})),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PullQuery {
+    group: Option<String>,
+    max: Option<usize>,
+    wait: Option<String>,
+}
+
+/// Renders a log entry as an application sees it.
+pub fn message_json(channel: &Channel, l: &Leased) -> Value {
+    let e = &l.entry;
+    let headers: Vec<(String, String)> = serde_json::from_str(&e.headers).unwrap_or_default();
+    let headers: serde_json::Map<String, Value> = headers
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let created = std::time::UNIX_EPOCH + Duration::from_millis(e.created_at.max(0) as u64);
+    let mut v = json!({
+        "id": e.id,
+        "channel": channel,
+        "sender": e.sender,
+        "offset": e.offset,
+        "created_at": humantime::format_rfc3339_millis(created).to_string(),
+        "headers": headers,
+        "content_type": e.content_type,
+        "deliveries": l.deliveries,
+    });
+    let json_value = e
+        .content_type
+        .starts_with("application/json")
+        .then(|| serde_json::from_slice::<Value>(&e.payload).ok())
+        .flatten();
+    if let Some(j) = json_value {
+        v["data"] = j;
+    } else if let Ok(text) = std::str::from_utf8(&e.payload) {
+        v["data"] = Value::String(text.to_string());
+    } else {
+        v["data_base64"] =
+            Value::String(base64::engine::general_purpose::STANDARD.encode(&e.payload));
+    }
+    v
+}
+
+fn check_reader(state: &AppState, channel: &Channel) -> Result<(), ApiError> {
+    match state.discovery.own_role(channel) {
+        Some(r) if r.reads() => Ok(()),
+        _ => Err(ApiError::forbidden(format!(
+            "this node is not a reader of {channel}; PUT /v1/channels/{channel} with {{\"role\":\"reader\"}} first"
+        ))),
+    }
+}
+
+/// `GET /v1/channels/{ch}/messages?group=g&max=n&wait=5s`: long-poll pull.
+pub async fn pull(
+    State(state): State<AppState>,
+    Path(ch): Path<String>,
+    query: Result<Query<PullQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let channel = channel(&ch)?;
+    let Query(q) = query.map_err(|e| from_rejection(e.status(), e.body_text()))?;
+    let group = GroupName::new(q.group.unwrap_or_else(|| "default".into()))?;
+    check_reader(&state, &channel)?;
+    let max = q.max.unwrap_or(100);
+    if max == 0 || max > state.groups.max_batch() {
+        return Err(ApiError::bad_request(format!(
+            "max must be between 1 and {}",
+            state.groups.max_batch()
+        )));
+    }
+    let wait = match &q.wait {
+        Some(w) => parse_duration("wait", w)?,
+        None => Duration::ZERO,
+    };
+    if wait > state.groups.max_wait() {
+        return Err(ApiError::bad_request(format!(
+            "wait must be at most {}",
+            humantime::format_duration(state.groups.max_wait())
+        )));
+    }
+    let msgs = state
+        .groups
+        .pull(&channel, &group, max, wait)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let out: Vec<Value> = msgs.iter().map(|l| message_json(&channel, l)).collect();
+    Ok(Json(json!({"group": group, "messages": out})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettleBody {
+    group: Option<String>,
+    ids: Vec<String>,
+    delay: Option<String>,
+}
+
+async fn settle(
+    state: AppState,
+    ch: String,
+    body: Result<Json<SettleBody>, JsonRejection>,
+    kind: &str,
+) -> Result<Response, ApiError> {
+    let channel = channel(&ch)?;
+    let Json(b) = body.map_err(|e| from_rejection(e.status(), e.body_text()))?;
+    let group = GroupName::new(b.group.unwrap_or_else(|| "default".into()))?;
+    check_reader(&state, &channel)?;
+    if b.ids.is_empty() {
+        return Err(ApiError::bad_request("ids must not be empty"));
+    }
+    let how = match kind {
+        "ack" => Settle::Ack,
+        "term" => Settle::Term,
+        _ => Settle::Nack(match &b.delay {
+            Some(d) => parse_duration("delay", d)?,
+            None => Duration::ZERO,
+        }),
+    };
+    let r = state
+        .groups
+        .settle(&channel, &group, &b.ids, how)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(
+        Json(json!({"group": group, "applied": r.applied, "not_found": r.not_found}))
+            .into_response(),
+    )
+}
+
+/// `POST /v1/channels/{ch}/acks`.
+pub async fn ack(
+    State(state): State<AppState>,
+    Path(ch): Path<String>,
+    body: Result<Json<SettleBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    settle(state, ch, body, "ack").await
+}
+
+/// `POST /v1/channels/{ch}/nacks` (optional `delay`).
+pub async fn nack(
+    State(state): State<AppState>,
+    Path(ch): Path<String>,
+    body: Result<Json<SettleBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    settle(state, ch, body, "nack").await
+}
+
+/// `POST /v1/channels/{ch}/terms`.
+pub async fn term(
+    State(state): State<AppState>,
+    Path(ch): Path<String>,
+    body: Result<Json<SettleBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    settle(state, ch, body, "term").await
+}
+
+/// `GET /v1/messages/{id}`: per-receiver status at the sender.
+pub async fn status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(ApiError::bad_request("message id must be a ULID"));
+    }
+    let id2 = id.clone();
+    let st = state
+        .store
+        .reads
+        .read(move |c| store::outbox::status(c, &id2))
+        .await?;
+    match st {
+        Some(s) => Ok(Json(s).into_response()),
+        None => Err(ApiError::not_found(format!(
+            "no message {id} was published from this node"
+        ))),
+    }
+}

@@ -1,0 +1,601 @@
+//! One `Config` for the agent: TOML file < `RMDS_*` environment < command-line flags.
+//!
+//! Everything is validated here, before any port is bound or any file is opened, so a
+//! bad setting fails fast with a message naming the key. `--generate-config` prints
+//! [`Config::default`] as TOML, so every key appears there with its default.
+
+use crate::names::{Channel, NodeId, Role};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A configuration problem, named by key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// What to do when a receiver's backlog is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Refuse the publish (HTTP 429), store nothing.
+    Reject,
+    /// Drop the receiver's oldest undelivered message (counted as dropped).
+    DropOldest,
+}
+
+/// A channel joined at start (`--join chat:rw`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinSpec {
+    /// The channel.
+    pub channel: Channel,
+    /// The role (default `rw`).
+    pub role: Role,
+}
+
+impl std::str::FromStr for JoinSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (ch, role) = match s.rsplit_once(':') {
+            Some((ch, role)) => (ch, role.parse::<Role>()?),
+            None => (s, Role::Rw),
+        };
+        Ok(JoinSpec {
+            channel: Channel::new(ch).map_err(|e| e.to_string())?,
+            role,
+        })
+    }
+}
+
+impl Serialize for JoinSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}:{}", self.channel, self.role.as_str()))
+    }
+}
+
+impl<'de> Deserialize<'de> for JoinSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's id, unique in the cluster; names its NATS subjects.
+    pub node_id: String,
+    /// Where the SQLite database lives (`rmds.db`).
+    pub data_dir: PathBuf,
+    /// Local API address. Keep it on loopback: the API has no authentication.
+    pub listen: SocketAddr,
+    /// Channels joined at start, as `channel[:role]`.
+    pub join: Vec<JoinSpec>,
+    /// NATS connection.
+    pub nats: NatsConfig,
+    /// Peer discovery.
+    pub discovery: DiscoveryConfig,
+    /// Sending side.
+    pub delivery: DeliveryConfig,
+    /// Local consumption.
+    pub groups: GroupsConfig,
+    /// SQLite.
+    pub store: StoreConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// NATS connection settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URLs; the client fails over between them.
+    pub urls: Vec<String>,
+    /// Subject prefix (`{prefix}.node.{id}.data`, ...).
+    pub prefix: String,
+    /// PING interval: a dead link is noticed after two missed PONGs.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// Longest wait between reconnect attempts (reconnects go on forever).
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max_delay: Duration,
+    /// Shared cluster key: when set, every rmds message is HMAC-SHA256 signed and
+    /// unsigned or badly signed traffic is dropped and counted.
+    pub cluster_key: Option<String>,
+    /// Largest NATS message to send, when the server's limit is not known yet (the
+    /// server's own limit wins once connected).
+    pub max_payload: usize,
+}
+
+/// Discovery settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// How often this node announces itself.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// A peer not heard from for this long (local clock) is offline: no attempts are spent on it.
+    #[serde(with = "humantime_serde")]
+    pub node_offline_timeout: Duration,
+    /// A peer not seen for this long is forgotten, with its memberships.
+    #[serde(with = "humantime_serde")]
+    pub node_expiry: Duration,
+}
+
+/// Sending-side settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// How long a sent window waits for an ACK before it is resent.
+    #[serde(with = "humantime_serde")]
+    pub ack_timeout: Duration,
+    /// First extra delay of the exponential backoff between resends.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    /// Backoff multiplier.
+    pub retry_factor: f64,
+    /// Backoff ceiling.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// Resends to an online receiver before the head message is dead-lettered.
+    pub max_retry_attempts: u32,
+    /// Default message TTL.
+    #[serde(with = "humantime_serde")]
+    pub message_expiry: Duration,
+    /// Undelivered messages allowed per receiver node.
+    pub max_messages_per_receiver: u64,
+    /// What to do past `max_messages_per_receiver`.
+    pub overflow: Overflow,
+    /// Messages in flight per stream.
+    pub window: u32,
+    /// Snappy-compress payloads above `compression_threshold` bytes.
+    pub enable_compression: bool,
+    /// Payload size from which compression is tried.
+    pub compression_threshold: usize,
+    /// How long delivered messages are kept (for status queries) before deletion.
+    #[serde(with = "humantime_serde")]
+    pub delivered_message_retention: Duration,
+    /// How often expiry and retention sweeps run.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+/// Consumer-group settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// Default lease on a pulled message before it is redelivered.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// Longest long-poll wait a client may ask for.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// Most messages one pull may return.
+    pub max_batch: usize,
+}
+
+/// SQLite durability setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync on every commit (survives power loss).
+    Full,
+    /// fsync at checkpoints (survives process crashes, not power loss).
+    Normal,
+}
+
+/// SQLite settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `full` (default) or `normal`.
+    pub synchronous: Synchronous,
+    /// Most write jobs sharing one transaction (group commit).
+    pub max_batch: usize,
+    /// Read connections in the pool.
+    pub read_connections: usize,
+    /// Pending write jobs before callers wait.
+    pub queue_capacity: usize,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `rmds_agent=debug`, ...).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: String::new(),
+            data_dir: PathBuf::from("./data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            join: Vec::new(),
+            nats: NatsConfig::default(),
+            discovery: DiscoveryConfig::default(),
+            delivery: DeliveryConfig::default(),
+            groups: GroupsConfig::default(),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            urls: vec!["nats://127.0.0.1:4222".into()],
+            prefix: "rmds".into(),
+            ping_interval: Duration::from_secs(2),
+            reconnect_max_delay: Duration::from_secs(2),
+            cluster_key: None,
+            max_payload: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            keepalive_interval: Duration::from_secs(10),
+            node_offline_timeout: Duration::from_secs(30),
+            node_expiry: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            ack_timeout: Duration::from_secs(10),
+            retry_initial: Duration::from_secs(1),
+            retry_factor: 2.0,
+            retry_max: Duration::from_secs(30),
+            max_retry_attempts: 10,
+            message_expiry: Duration::from_secs(24 * 3600),
+            max_messages_per_receiver: 10_000,
+            overflow: Overflow::Reject,
+            window: 256,
+            enable_compression: true,
+            compression_threshold: 256,
+            delivered_message_retention: Duration::from_secs(3 * 24 * 3600),
+            sweep_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        GroupsConfig {
+            ack_wait: Duration::from_secs(30),
+            max_wait: Duration::from_secs(60),
+            max_batch: 1000,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            synchronous: Synchronous::Full,
+            max_batch: 1024,
+            read_connections: 4,
+            queue_capacity: 8192,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Overrides from the environment and the command line (flags win over env, both over the file).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--node-id` / `RMDS_NODE_ID`.
+    pub node_id: Option<String>,
+    /// `--nats` / `RMDS_NATS`, comma-separated.
+    pub nats: Option<String>,
+    /// `--data-dir` / `RMDS_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen` / `RMDS_LISTEN`.
+    pub listen: Option<String>,
+    /// `--join` / `RMDS_JOIN` (comma-separated in env).
+    pub join: Vec<String>,
+    /// `--log-level` / `RMDS_LOG`.
+    pub log_level: Option<String>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str, path: &std::path::Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Loads the optional file, applies overrides and validates.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Config::from_toml(&text, path)?
+            }
+            None => Config::default(),
+        };
+        config.apply(overrides)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies env/flag overrides.
+    pub fn apply(&mut self, o: &Overrides) -> Result<(), ConfigError> {
+        if let Some(v) = &o.node_id {
+            self.node_id = v.clone();
+        }
+        if let Some(v) = &o.nats {
+            self.nats.urls = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+        }
+        if let Some(v) = &o.data_dir {
+            self.data_dir = v.clone();
+        }
+        if let Some(v) = &o.listen {
+            self.listen = v
+                .parse()
+                .map_err(|e| invalid("listen", format!("{v:?}: {e}")))?;
+        }
+        for spec in o.join.iter().flat_map(|s| s.split(',')) {
+            let spec = spec.trim();
+            if spec.is_empty() {
+                continue;
+            }
+            let js: JoinSpec = spec.parse().map_err(|e| invalid("join", e))?;
+            self.join.retain(|j| j.channel != js.channel);
+            self.join.push(js);
+        }
+        if let Some(v) = &o.log_level {
+            self.log.level = v.clone();
+        }
+        if let Some(v) = o.log_format {
+            self.log.format = v;
+        }
+        Ok(())
+    }
+
+    /// Checks every value; the first problem is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id.is_empty() {
+            return Err(invalid(
+                "node_id",
+                "required (set --node-id, RMDS_NODE_ID or node_id in the config file)",
+            ));
+        }
+        self.node()?;
+        if self.nats.urls.is_empty() {
+            return Err(invalid("nats.urls", "at least one NATS URL is required"));
+        }
+        for url in &self.nats.urls {
+            url.parse::<async_nats::ServerAddr>()
+                .map_err(|e| invalid("nats.urls", format!("{url:?}: {e}")))?;
+        }
+        let prefix_ok = !self.nats.prefix.is_empty()
+            && self.nats.prefix.split('.').all(|seg| {
+                !seg.is_empty()
+                    && seg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+        if !prefix_ok {
+            return Err(invalid(
+                "nats.prefix",
+                "dot-separated segments of letters, digits, '_' and '-'",
+            ));
+        }
+        if self.nats.max_payload < 1024 {
+            return Err(invalid("nats.max_payload", "must be at least 1024 bytes"));
+        }
+        let positive = [
+            ("nats.ping_interval", self.nats.ping_interval),
+            ("nats.reconnect_max_delay", self.nats.reconnect_max_delay),
+            ("keepalive_interval", self.discovery.keepalive_interval),
+            ("node_offline_timeout", self.discovery.node_offline_timeout),
+            ("node_expiry", self.discovery.node_expiry),
+            ("ack_timeout", self.delivery.ack_timeout),
+            ("retry_max", self.delivery.retry_max),
+            ("message_expiry", self.delivery.message_expiry),
+            ("sweep_interval", self.delivery.sweep_interval),
+            ("groups.ack_wait", self.groups.ack_wait),
+            ("groups.max_wait", self.groups.max_wait),
+        ];
+        for (key, d) in positive {
+            if d.is_zero() {
+                return Err(invalid(key, "must be greater than zero"));
+            }
+        }
+        if self.discovery.node_offline_timeout <= self.discovery.keepalive_interval {
+            return Err(invalid(
+                "node_offline_timeout",
+                "must be longer than keepalive_interval",
+            ));
+        }
+        if !(1.0..=100.0).contains(&self.delivery.retry_factor) {
+            return Err(invalid("retry_factor", "must be between 1 and 100"));
+        }
+        if self.delivery.retry_initial > self.delivery.retry_max {
+            return Err(invalid("retry_initial", "must not exceed retry_max"));
+        }
+        if self.delivery.max_retry_attempts == 0 {
+            return Err(invalid("max_retry_attempts", "must be at least 1"));
+        }
+        if self.delivery.max_messages_per_receiver == 0 {
+            return Err(invalid("max_messages_per_receiver", "must be at least 1"));
+        }
+        if !(1..=65_536).contains(&self.delivery.window) {
+            return Err(invalid("window", "must be between 1 and 65536"));
+        }
+        if self.groups.max_batch == 0 {
+            return Err(invalid("groups.max_batch", "must be at least 1"));
+        }
+        if self.store.max_batch == 0
+            || self.store.read_connections == 0
+            || self.store.queue_capacity == 0
+        {
+            return Err(invalid(
+                "store",
+                "max_batch, read_connections and queue_capacity must be at least 1",
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", e.to_string()))?;
+        Ok(())
+    }
+
+    /// The node id, checked.
+    pub fn node(&self) -> Result<NodeId, ConfigError> {
+        NodeId::new(self.node_id.clone()).map_err(|e| invalid("node_id", e.to_string()))
+    }
+
+    /// The default configuration as TOML, every key with its default value.
+    pub fn default_toml() -> String {
+        let c = Config {
+            node_id: "node-1".into(),
+            ..Config::default()
+        };
+        let body = toml::to_string_pretty(&c).unwrap_or_default();
+        format!(
+            "# rmds-agent configuration. Precedence: this file < RMDS_* env < flags.\n\
+             # Durations are written like \"10s\", \"5m\", \"24h\", \"7days\".\n\
+             # cluster_key (under [nats]) is unset by default: set it on every node to sign traffic.\n\n{body}"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_generated_config_when_parsed_back_then_every_key_present_and_valid() {
+        let text = Config::default_toml();
+        for key in [
+            "keepalive_interval",
+            "node_offline_timeout",
+            "node_expiry",
+            "ack_timeout",
+            "retry_initial",
+            "retry_factor",
+            "retry_max",
+            "max_retry_attempts",
+            "message_expiry",
+            "max_messages_per_receiver",
+            "overflow",
+            "window",
+            "enable_compression",
+            "delivered_message_retention",
+        ] {
+            assert!(text.contains(key), "{key} missing from generated config");
+        }
+        let c = Config::from_toml(&text, std::path::Path::new("x")).expect("parses");
+        c.validate().expect("valid");
+        assert_eq!(c.delivery.ack_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn given_bad_values_when_validating_then_key_is_named() {
+        let mut c = Config {
+            node_id: "a b".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("node_id"));
+        c.node_id = "ok".into();
+        c.delivery.window = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("window"));
+        let err = Config::from_toml("[delivery]\nack_timeut = \"1s\"", std::path::Path::new("f"))
+            .unwrap_err();
+        assert!(err.to_string().contains("ack_timeut"));
+    }
+
+    #[test]
+    fn given_overrides_when_applied_then_flags_win() {
+        let mut c = Config::default();
+        c.apply(&Overrides {
+            node_id: Some("bob".into()),
+            nats: Some("nats://127.0.0.1:1,nats://127.0.0.1:2".into()),
+            join: vec!["chat:reader,news".into()],
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(c.node_id, "bob");
+        assert_eq!(c.nats.urls.len(), 2);
+        assert_eq!(c.join.len(), 2);
+        assert_eq!(c.join[0].role, Role::Reader);
+        assert_eq!(c.join[1].role, Role::Rw);
+    }
+}

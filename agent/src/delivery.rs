@@ -1,0 +1,310 @@
+//! Sending side: one sender task per (receiver node, channel) stream.
+//!
+//! The [`Delivery`] handle is what the API calls after a publish committed; its
+//! manager task owns the map of stream tasks, routes ACKs from NATS to them, routes
+//! unrouted messages to readers discovery reports, and runs the expiry/retention
+//! sweep. Each stream task wraps the pure [`window::Window`] and does the I/O: read
+//! rows, batch envelopes under the NATS max payload, publish, commit ACKs.
+
+mod stream;
+pub mod window;
+
+use crate::config::DeliveryConfig;
+use crate::discovery::{Discovery, DiscoveryEvent};
+use crate::metrics::Metrics;
+use crate::names::{Channel, NodeId};
+use crate::store::{self, now_ms, Store};
+use crate::transport::Transport;
+use crate::wire::{Ack, Packet};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use stream::{StreamCmd, StreamTask};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+enum Command {
+    Enqueued {
+        receiver: NodeId,
+        channel: Channel,
+        seq: u64,
+    },
+    Kick {
+        receiver: NodeId,
+        channel: Channel,
+    },
+}
+
+/// Handle to the sending side. Cheap to clone.
+#[derive(Clone)]
+pub struct Delivery {
+    tx: mpsc::Sender<Command>,
+}
+
+/// Everything a stream task needs, shared.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub me: NodeId,
+    pub store: Store,
+    pub transport: Transport,
+    pub discovery: Discovery,
+    pub metrics: Arc<Metrics>,
+    pub config: DeliveryConfig,
+}
+
+/// The manager task, consumed by [`DeliveryTask::run`].
+pub struct DeliveryTask {
+    shared: Shared,
+    rx: mpsc::Receiver<Command>,
+    streams: HashMap<(NodeId, Channel), mpsc::Sender<StreamCmd>>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Delivery {
+    /// Creates the handle and the manager task.
+    pub fn new(
+        me: NodeId,
+        store: Store,
+        transport: Transport,
+        discovery: Discovery,
+        metrics: Arc<Metrics>,
+        config: DeliveryConfig,
+    ) -> (Delivery, DeliveryTask) {
+        let (tx, rx) = mpsc::channel(65_536);
+        let task = DeliveryTask {
+            shared: Shared {
+                me,
+                store,
+                transport,
+                discovery,
+                metrics,
+                config,
+            },
+            rx,
+            streams: HashMap::new(),
+            tracker: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        };
+        (Delivery { tx }, task)
+    }
+
+    /// A delivery was committed: its stream should send it.
+    pub async fn enqueued(&self, receiver: NodeId, channel: Channel, seq: u64) {
+        let _ = self
+            .tx
+            .send(Command::Enqueued {
+                receiver,
+                channel,
+                seq,
+            })
+            .await;
+    }
+
+    /// Something changed in a stream's rows (expired, dropped): have it look again.
+    pub async fn kick(&self, receiver: NodeId, channel: Channel) {
+        let _ = self.tx.send(Command::Kick { receiver, channel }).await;
+    }
+}
+
+impl DeliveryTask {
+    fn stream(&mut self, receiver: &NodeId, channel: &Channel) -> mpsc::Sender<StreamCmd> {
+        let key = (receiver.clone(), channel.clone());
+        if let Some(tx) = self.streams.get(&key) {
+            if !tx.is_closed() {
+                return tx.clone();
+            }
+        }
+        let (tx, rx) = mpsc::channel(4096);
+        let task = StreamTask::new(self.shared.clone(), receiver.clone(), channel.clone(), rx);
+        self.tracker.spawn(task.run(self.cancel.clone()));
+        self.streams.insert(key, tx.clone());
+        tx
+    }
+
+    async fn send(&mut self, receiver: &NodeId, channel: &Channel, cmd: StreamCmd) {
+        let tx = self.stream(receiver, channel);
+        if tx.send(cmd).await.is_err() {
+            tracing::warn!(peer = %receiver, channel = %channel, "stream task gone");
+        }
+    }
+
+    /// Runs until cancelled; waits for every stream task to stop.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        self.cancel = cancel.clone();
+        let t = self.shared.transport.clone();
+        let mut acks = match t.subscribe(t.ack_subject(&self.shared.me)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot subscribe to acks; delivery stopped");
+                return;
+            }
+        };
+        let mut events = self.shared.discovery.subscribe();
+        // Resume every stream with unacknowledged deliveries.
+        match self
+            .shared
+            .store
+            .reads
+            .read(store::outbox::open_streams)
+            .await
+        {
+            Ok(rows) => {
+                for row in rows {
+                    if let (Ok(r), Ok(c)) = (NodeId::new(row.receiver), Channel::new(row.channel)) {
+                        self.send(&r, &c, StreamCmd::New(row.last_seq)).await;
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot load open streams"),
+        }
+        // Readers already known at start get the unrouted messages they lack.
+        self.route_all_known().await;
+        let mut sweep = tokio::time::interval(self.shared.config.sweep_interval);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                Some(cmd) = self.rx.recv() => match cmd {
+                    Command::Enqueued { receiver, channel, seq } => {
+                        self.send(&receiver, &channel, StreamCmd::New(seq)).await;
+                    }
+                    Command::Kick { receiver, channel } => {
+                        self.send(&receiver, &channel, StreamCmd::Kick).await;
+                    }
+                },
+                Some(msg) = acks.next() => {
+                    match t.decode(&msg.payload) {
+                        Ok(Packet::Ack(ack)) => self.on_ack(ack).await,
+                        Ok(_) => {
+                self.shared.metrics.misrouted_frames.inc();
+            }
+                        Err(e) => tracing::debug!(error = %e, "dropped malformed ack"),
+                    }
+                }
+                ev = events.recv() => match ev {
+                    Ok(DiscoveryEvent::NewReader { node, channel }) => self.route(node, channel).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.route_all_known().await,
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
+                _ = sweep.tick() => self.sweep().await,
+            }
+        }
+        self.streams.clear();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    async fn on_ack(&mut self, ack: Ack) {
+        if ack.sender != self.shared.me {
+            self.shared.metrics.misrouted_frames.inc();
+            return;
+        }
+        if ack.epoch != self.shared.store.epoch {
+            self.shared.metrics.invalid_acks.inc();
+            return;
+        }
+        let key = (ack.receiver.clone(), ack.channel.clone());
+        match self.streams.get(&key) {
+            Some(tx) => {
+                let _ = tx.send(StreamCmd::Ack(ack.acked)).await;
+            }
+            // No such stream here: an ACK for something never sent.
+            None => {
+                self.shared.metrics.invalid_acks.inc();
+            }
+        }
+    }
+
+    async fn route(&mut self, node: NodeId, channel: Channel) {
+        let (n, c) = (node.to_string(), channel.to_string());
+        match self
+            .shared
+            .store
+            .writer
+            .run(move |conn| store::outbox::route_unrouted(conn, &c, &n, now_ms()))
+            .await
+        {
+            Ok(seqs) => {
+                if let Some(&last) = seqs.last() {
+                    tracing::info!(peer = %node, channel = %channel, count = seqs.len(), "routed unrouted messages to new reader");
+                    self.send(&node, &channel, StreamCmd::New(last)).await;
+                }
+            }
+            Err(e) => {
+                self.shared.metrics.store_errors.inc();
+                tracing::warn!(error = %e, "cannot route unrouted messages");
+            }
+        }
+    }
+
+    async fn route_all_known(&mut self) {
+        let peers = self.shared.discovery.peers();
+        for p in peers {
+            for (ch, role) in p.memberships {
+                if !role.reads() {
+                    continue;
+                }
+                if let (Ok(n), Ok(c)) = (NodeId::new(p.node_id.clone()), Channel::new(ch)) {
+                    self.route(n, c).await;
+                }
+            }
+        }
+    }
+
+    async fn sweep(&mut self) {
+        let retention = self.shared.config.delivered_message_retention.as_millis() as i64;
+        let r = self
+            .shared
+            .store
+            .writer
+            .run(move |c| {
+                let now = now_ms();
+                let out = store::outbox::sweep(c, now, retention, 10_000)?;
+                store::groups::sweep_log(c, now, retention, 10_000)?;
+                Ok(out)
+            })
+            .await;
+        match r {
+            Ok(out) => {
+                let m = &self.shared.metrics;
+                m.expired
+                    .inc_by(out.expired.len() as u64 + out.expired_unrouted);
+                let mut kicked = std::collections::HashSet::new();
+                for (r, c, _) in out.expired {
+                    if let (Ok(r), Ok(c)) = (NodeId::new(r), Channel::new(c)) {
+                        if kicked.insert((r.clone(), c.clone())) {
+                            self.send(&r, &c, StreamCmd::Kick).await;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                self.shared.metrics.store_errors.inc();
+                tracing::warn!(error = %e, "sweep failed");
+            }
+        }
+        self.refresh_gauges().await;
+    }
+
+    async fn refresh_gauges(&self) {
+        let r = self
+            .shared
+            .store
+            .reads
+            .read(|c| {
+                Ok((
+                    store::outbox::backlogs(c)?,
+                    store::outbox::unrouted_count(c)?,
+                ))
+            })
+            .await;
+        if let Ok((backlogs, unrouted)) = r {
+            let total: u64 = backlogs.iter().map(|(_, n)| n).sum();
+            self.shared.metrics.pending_messages.set(total as i64);
+            self.shared.metrics.unrouted_messages.set(unrouted as i64);
+        }
+    }
+}

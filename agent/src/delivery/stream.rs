@@ -1,0 +1,427 @@
+//! One stream's sender task: the I/O around [`super::window::Window`].
+
+use super::window::{AckOutcome, Action, Window, WindowConfig};
+use super::Shared;
+use crate::discovery::Liveness;
+use crate::names::{Channel, NodeId};
+use crate::store::{self, now_ms, DeliveryState, WindowRow};
+use crate::wire::{DataBatch, Entry, MessageBody, Packet, FRAME_OVERHEAD};
+use std::time::Instant;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// What the manager tells a stream.
+#[derive(Debug)]
+pub(crate) enum StreamCmd {
+    /// Sequences up to this one exist.
+    New(u64),
+    /// The receiver acknowledged up to this sequence.
+    Ack(u64),
+    /// Rows changed state (expired/dropped): resend the window from the head.
+    Kick,
+}
+
+pub(crate) struct StreamTask {
+    shared: Shared,
+    receiver: NodeId,
+    channel: Channel,
+    rx: mpsc::Receiver<StreamCmd>,
+    /// Send times of the current head's rounds, kept for the dead-letter history.
+    history: Vec<i64>,
+}
+
+impl StreamTask {
+    pub fn new(
+        shared: Shared,
+        receiver: NodeId,
+        channel: Channel,
+        rx: mpsc::Receiver<StreamCmd>,
+    ) -> StreamTask {
+        StreamTask {
+            shared,
+            receiver,
+            channel,
+            rx,
+            history: Vec::new(),
+        }
+    }
+
+    fn window_config(&self) -> WindowConfig {
+        let c = &self.shared.config;
+        WindowConfig {
+            window: c.window as u64,
+            ack_timeout: c.ack_timeout,
+            retry_initial: c.retry_initial,
+            retry_factor: c.retry_factor,
+            retry_max: c.retry_max,
+            max_attempts: c.max_retry_attempts,
+        }
+    }
+
+    async fn load_state(&self) -> (u64, u64) {
+        let (r, c) = (self.receiver.to_string(), self.channel.to_string());
+        let res = self
+            .shared
+            .store
+            .reads
+            .read(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT acked_seq, next_seq - 1 FROM streams WHERE receiver = ? AND channel = ?",
+                        [&r, &c],
+                        |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
+                    )
+                    .unwrap_or((0, 0)))
+            })
+            .await;
+        res.unwrap_or((0, 0))
+    }
+
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let (acked, last) = self.load_state().await;
+        let mut window = Window::new(self.window_config(), acked, last);
+        let mut live: watch::Receiver<Liveness> = self.shared.discovery.liveness(&self.receiver);
+        let mut nats = self.shared.transport.watch_state();
+        tracing::debug!(peer = %self.receiver, channel = %self.channel, acked, last, "stream started");
+        loop {
+            let can_send = *nats.borrow() && live.borrow().online;
+            // Do everything that is due now; a failed send is retried shortly.
+            let mut stalled = None;
+            while let Some(action) = window.poll(Instant::now(), can_send) {
+                if !self.act(&mut window, action).await {
+                    stalled = Some(Instant::now() + std::time::Duration::from_millis(250));
+                    break;
+                }
+            }
+            let deadline = match (window.deadline().filter(|_| can_send), stalled) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                cmd = self.rx.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    self.apply(&mut window, cmd);
+                    // Coalesce whatever else is queued before acting.
+                    while let Ok(cmd) = self.rx.try_recv() {
+                        self.apply(&mut window, cmd);
+                    }
+                }
+                changed = live.changed() => {
+                    if changed.is_err() { break; }
+                    if live.borrow_and_update().online {
+                        tracing::debug!(peer = %self.receiver, channel = %self.channel, "receiver online: resending");
+                        window.restart();
+                    }
+                }
+                changed = nats.changed() => {
+                    if changed.is_err() { break; }
+                    if *nats.borrow_and_update() {
+                        window.restart();
+                    }
+                }
+                _ = sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    fn apply(&mut self, window: &mut Window, cmd: StreamCmd) {
+        match cmd {
+            StreamCmd::New(seq) => window.on_new(seq),
+            StreamCmd::Kick => window.restart(),
+            StreamCmd::Ack(seq) => match window.on_ack(seq, Instant::now()) {
+                AckOutcome::Advanced { from, to } => {
+                    self.history.clear();
+                    self.shared.metrics.received_acks.inc();
+                    self.commit_ack(from, to);
+                }
+                AckOutcome::Stale => {}
+                AckOutcome::Invalid => {
+                    self.shared.metrics.invalid_acks.inc();
+                    tracing::debug!(peer = %self.receiver, channel = %self.channel, seq, "ignored ack for a sequence never sent");
+                }
+            },
+        }
+    }
+
+    fn commit_ack(&self, _from: u64, to: u64) {
+        let (r, c) = (self.receiver.to_string(), self.channel.to_string());
+        let writer = self.shared.store.writer.clone();
+        let metrics = self.shared.metrics.clone();
+        // Ordered behind earlier writes; nothing waits for it (a lost ACK commit only
+        // means a resend that the receiver deduplicates).
+        tokio::spawn(async move {
+            match writer
+                .run(move |conn| store::outbox::ack(conn, &r, &c, to))
+                .await
+            {
+                Ok(n) => {
+                    metrics.delivered.inc_by(n);
+                    metrics.pending_messages.dec_by(n as i64);
+                }
+                Err(e) => {
+                    metrics.store_errors.inc();
+                    tracing::warn!(error = %e, "cannot record ack");
+                }
+            }
+        });
+    }
+
+    /// Performs an action; false when nothing more can be done right now.
+    async fn act(&mut self, window: &mut Window, action: Action) -> bool {
+        match action {
+            Action::Send { from, to, resend } => self.send(window, from, to, resend).await,
+            Action::DeadLetter { attempts } => {
+                self.dead_letter_head(
+                    window,
+                    attempts,
+                    "no acknowledgement after max_retry_attempts",
+                )
+                .await;
+                window.on_dead_lettered();
+                true
+            }
+        }
+    }
+
+    async fn dead_letter_head(&mut self, window: &Window, attempts: u32, reason: &str) {
+        let (r, c) = (self.receiver.to_string(), self.channel.to_string());
+        let from = window.acked() + 1;
+        let to = window.last_seq();
+        let history = serde_json::to_string(&self.history).unwrap_or_else(|_| "[]".into());
+        let reason = reason.to_string();
+        let res = self
+            .shared
+            .store
+            .writer
+            .run(move |conn| {
+                let rows = store::outbox::window(conn, &r, &c, from, to.min(from + 1024))?;
+                for row in rows {
+                    if row.state.pending() {
+                        store::outbox::dead_letter(
+                            conn, &r, &c, row.seq, &reason, attempts, &history,
+                        )?;
+                        return Ok(Some((row.seq, row.id)));
+                    }
+                }
+                Ok(None)
+            })
+            .await;
+        self.history.clear();
+        match res {
+            Ok(Some((seq, id))) => {
+                self.shared.metrics.dead_lettered.inc();
+                self.shared.metrics.pending_messages.dec();
+                tracing::warn!(peer = %self.receiver, channel = %self.channel, seq, msg = %id, attempts, "dead-lettered");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.shared.metrics.store_errors.inc();
+                tracing::warn!(error = %e, "cannot dead-letter");
+            }
+        }
+    }
+
+    async fn send(&mut self, window: &mut Window, from: u64, to: u64, resend: bool) -> bool {
+        let (r, c) = (self.receiver.to_string(), self.channel.to_string());
+        let rows = match self
+            .shared
+            .store
+            .reads
+            .read(move |conn| store::outbox::window(conn, &r, &c, from, to))
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.shared.metrics.store_errors.inc();
+                tracing::warn!(error = %e, "cannot read stream window");
+                return false;
+            }
+        };
+        let now = now_ms();
+        let threshold = self
+            .shared
+            .config
+            .enable_compression
+            .then_some(self.shared.config.compression_threshold);
+        let budget = self
+            .shared
+            .transport
+            .max_payload()
+            .saturating_sub(FRAME_OVERHEAD);
+        let mut rows = rows.into_iter().peekable();
+        let mut entries = Vec::with_capacity((to - from + 1) as usize);
+        let mut expired = Vec::new();
+        let mut oversize = Vec::new();
+        for seq in from..=to {
+            let row: Option<WindowRow> = match rows.peek() {
+                Some(r) if r.seq == seq => rows.next(),
+                _ => None,
+            };
+            let body = match row {
+                Some(row) if row.state.pending() => {
+                    if row.expires_at <= now {
+                        expired.push(seq);
+                        None
+                    } else {
+                        let headers: Vec<(String, String)> =
+                            serde_json::from_str(&row.headers).unwrap_or_default();
+                        let b = MessageBody::new(
+                            row.id,
+                            row.created_at,
+                            (row.expires_at - now) as u64,
+                            row.content_type,
+                            headers,
+                            &row.payload,
+                            threshold,
+                        );
+                        if b.approx_size() > budget {
+                            oversize.push(seq);
+                            None
+                        } else {
+                            Some(b)
+                        }
+                    }
+                }
+                // Delivered rows cannot be above the ACK; dead, expired, dropped and
+                // deleted rows travel as explicit skips.
+                Some(row) if row.state == DeliveryState::Delivered => None,
+                _ => None,
+            };
+            entries.push(Entry { seq, body });
+        }
+        self.finish_rows(&expired, DeliveryState::Expired, "ttl expired")
+            .await;
+        self.finish_rows(
+            &oversize,
+            DeliveryState::Dead,
+            "larger than the NATS max payload",
+        )
+        .await;
+        // Batch under the max payload.
+        let mut sent_upto = from - 1;
+        let mut batch: Vec<Entry> = Vec::new();
+        let mut size = 0usize;
+        let mut ok = true;
+        let mut messages = 0u64;
+        for e in entries {
+            let sz = e.body.as_ref().map_or(16, MessageBody::approx_size);
+            if !batch.is_empty() && size + sz > budget {
+                let last = batch.last().map_or(sent_upto, |e| e.seq);
+                let n = batch.iter().filter(|e| e.body.is_some()).count() as u64;
+                if !self.publish(window, std::mem::take(&mut batch)).await {
+                    ok = false;
+                    break;
+                }
+                messages += n;
+                sent_upto = last;
+                size = 0;
+            }
+            size += sz;
+            batch.push(e);
+        }
+        if ok && !batch.is_empty() {
+            let last = batch.last().map_or(sent_upto, |e| e.seq);
+            let n = batch.iter().filter(|e| e.body.is_some()).count() as u64;
+            if self.publish(window, batch).await {
+                messages += n;
+                sent_upto = last;
+            } else {
+                ok = false;
+            }
+        }
+        if sent_upto >= from {
+            let m = &self.shared.metrics;
+            m.sent_messages.inc_by(messages);
+            if resend {
+                m.resent_messages.inc_by(messages);
+            }
+            if self.history.len() < 64 {
+                self.history.push(now);
+            }
+            window.on_sent(sent_upto, Instant::now());
+            let (r, c) = (self.receiver.to_string(), self.channel.to_string());
+            let _ = self
+                .shared
+                .store
+                .writer
+                .submit(move |conn| store::outbox::mark_sent(conn, &r, &c, from, sent_upto))
+                .await;
+        }
+        ok
+    }
+
+    async fn finish_rows(&self, seqs: &[u64], state: DeliveryState, reason: &'static str) {
+        if seqs.is_empty() {
+            return;
+        }
+        let (r, c, seqs) = (
+            self.receiver.to_string(),
+            self.channel.to_string(),
+            seqs.to_vec(),
+        );
+        let res = self
+            .shared
+            .store
+            .writer
+            .run(move |conn| {
+                let mut n = 0u64;
+                for seq in seqs {
+                    let done = if state == DeliveryState::Dead {
+                        store::outbox::dead_letter(conn, &r, &c, seq, reason, 1, "[]")?
+                    } else {
+                        store::outbox::finish(conn, &r, &c, seq, state, reason, now_ms())?
+                    };
+                    n += done as u64;
+                }
+                Ok(n)
+            })
+            .await;
+        match res {
+            Ok(n) => {
+                let m = &self.shared.metrics;
+                if state == DeliveryState::Dead {
+                    m.dead_lettered.inc_by(n);
+                    tracing::warn!(peer = %self.receiver, channel = %self.channel, count = n, "dead-lettered oversize messages");
+                } else {
+                    m.expired.inc_by(n);
+                }
+                m.pending_messages.dec_by(n as i64);
+            }
+            Err(e) => {
+                self.shared.metrics.store_errors.inc();
+                tracing::warn!(error = %e, "cannot finish rows");
+            }
+        }
+    }
+
+    async fn publish(&self, window: &Window, entries: Vec<Entry>) -> bool {
+        let packet = Packet::Data(DataBatch {
+            sender: self.shared.me.clone(),
+            epoch: self.shared.store.epoch,
+            receiver: self.receiver.clone(),
+            channel: self.channel.clone(),
+            base: window.acked() + 1,
+            entries,
+        });
+        let subject = self.shared.transport.data_subject(&self.receiver);
+        match self.shared.transport.publish(subject, &packet).await {
+            Ok(()) => {
+                self.shared.metrics.sent_batches.inc();
+                true
+            }
+            Err(e) => {
+                tracing::debug!(peer = %self.receiver, error = %e, "send failed; will retry");
+                false
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,198 @@
+//! # rmds-agent
+//!
+//! The reliable message delivery agent: one per node, next to its applications.
+//! Applications talk to it over HTTP on localhost; agents talk to each other over core
+//! NATS; everything accepted is in SQLite before anyone hears "ok".
+//!
+//! ```text
+//! api/         axum REST: app API, management, observability      (api.rs)
+//! groups       consumer groups over the local channel log          (groups.rs)
+//! delivery/    one sender per (receiver, channel): window, retries (delivery.rs)
+//! inbox        receive: verify, dedupe, commit, then acknowledge   (inbox.rs)
+//! discovery/   peers and memberships: hello, keepalive, bye        (discovery.rs)
+//! transport    the only code that knows async-nats                 (transport.rs)
+//! store/       SQLite: writer thread with group commit, read pool  (store.rs)
+//! wire/        frames: rmp-serde, snappy, version, HMAC signature  (wire.rs)
+//! config       one Config: file < env < flags, validated first     (config.rs)
+//! metrics      every metric name in one place                      (metrics.rs)
+//! names        validated node, channel and group names             (names.rs)
+//! ```
+//!
+//! Dependencies point downwards. [`Agent::start`] opens the store, connects NATS in
+//! the background, spawns every task and binds the API; [`Agent::shutdown`] stops
+//! them in order: API first, then bye, senders, receivers, and finally the store is
+//! flushed and checkpointed.
+
+pub mod api;
+pub mod config;
+pub mod delivery;
+pub mod discovery;
+pub mod groups;
+pub mod inbox;
+pub mod metrics;
+pub mod names;
+pub mod store;
+pub mod transport;
+pub mod wire;
+
+use config::Config;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The database could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] store::Error),
+    /// NATS options were refused.
+    #[error("cannot set up NATS: {0}")]
+    Nats(String),
+    /// The API address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A configured channel could not be joined.
+    #[error("cannot join configured channels: {0}")]
+    Join(String),
+}
+
+/// A running agent.
+pub struct Agent {
+    addr: SocketAddr,
+    api_stop: CancellationToken,
+    tasks_stop: CancellationToken,
+    api_task: tokio::task::JoinHandle<()>,
+    tracker: TaskTracker,
+    store: store::Store,
+}
+
+impl Agent {
+    /// Starts every component and binds the API.
+    pub async fn start(config: Config) -> Result<Agent, StartError> {
+        config.validate()?;
+        let me = config.node()?;
+        let config = Arc::new(config);
+        let store = store::Store::open(&config.data_dir, me.as_str(), &config.store)?;
+        let metrics = metrics::Metrics::new();
+        let transport = transport::Transport::connect(&config.nats, &me, metrics.clone())
+            .await
+            .map_err(|e| StartError::Nats(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let (discovery, discovery_task) = discovery::Discovery::new(
+            me.clone(),
+            store.clone(),
+            transport.clone(),
+            metrics.clone(),
+            config.discovery.clone(),
+            addr.to_string(),
+        )?;
+        for j in &config.join {
+            discovery
+                .join(j.channel.clone(), j.role)
+                .await
+                .map_err(|e| StartError::Join(e.to_string()))?;
+        }
+        let heads = inbox::LogHeads::default();
+        let inbox = inbox::Inbox::new(
+            me.clone(),
+            store.clone(),
+            transport.clone(),
+            metrics.clone(),
+            heads.clone(),
+        );
+        let (delivery, delivery_task) = delivery::Delivery::new(
+            me.clone(),
+            store.clone(),
+            transport.clone(),
+            discovery.clone(),
+            metrics.clone(),
+            config.delivery.clone(),
+        );
+        let groups =
+            groups::Groups::new(store.clone(), heads, metrics.clone(), config.groups.clone());
+        let tasks_stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(discovery_task.run(tasks_stop.clone()));
+        tracker.spawn(inbox.run(tasks_stop.clone()));
+        tracker.spawn(delivery_task.run(tasks_stop.clone()));
+        tracker.close();
+
+        let state = api::AppState {
+            config: config.clone(),
+            store: store.clone(),
+            discovery,
+            delivery,
+            groups,
+            metrics,
+            transport,
+        };
+        let api_stop = CancellationToken::new();
+        let stop = api_stop.clone();
+        let app = api::router(state);
+        let api_task = tokio::spawn(async move {
+            let r = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "API server failed");
+            }
+        });
+        tracing::info!(node = %me, listen = %addr, epoch = store.epoch, "agent started");
+        Ok(Agent {
+            addr,
+            api_stop,
+            tasks_stop,
+            api_task,
+            tracker,
+            store,
+        })
+    }
+
+    /// The bound API address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops in order: API, then bye and every task, then flush and checkpoint.
+    pub async fn shutdown(self) {
+        self.api_stop.cancel();
+        // Long polls may hold connections; do not wait for them forever.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.api_task).await;
+        self.tasks_stop.cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.tracker.wait()).await;
+        if let Err(e) = self.store.writer.flush().await {
+            tracing::warn!(error = %e, "final flush failed");
+        }
+        if let Err(e) = self.store.reads.checkpoint().await {
+            tracing::warn!(error = %e, "final checkpoint failed");
+        }
+        tracing::info!("agent stopped");
+    }
+}
+
+/// Runs an agent until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let agent = Agent::start(config).await?;
+    shutdown.cancelled().await;
+    agent.shutdown().await;
+    Ok(())
+}

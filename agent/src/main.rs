@@ -1,0 +1,111 @@
+//! `rmds-agent`: parse flags, set up logging, load config, run until SIGINT/SIGTERM.
+
+use clap::Parser;
+use rmds_agent::config::{Config, LogFormat, Overrides};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// Reliable message delivery agent.
+#[derive(Parser, Debug)]
+#[command(name = "rmds-agent", version, about)]
+struct Args {
+    /// TOML config file.
+    #[arg(long, env = "RMDS_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's id.
+    #[arg(long, env = "RMDS_NODE_ID")]
+    node_id: Option<String>,
+    /// NATS URLs, comma-separated.
+    #[arg(long, env = "RMDS_NATS")]
+    nats: Option<String>,
+    /// Data directory (SQLite lives here).
+    #[arg(long, env = "RMDS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// API listen address.
+    #[arg(long, env = "RMDS_LISTEN")]
+    listen: Option<String>,
+    /// Join CHANNEL[:ROLE] at start (repeatable; comma-separated in RMDS_JOIN).
+    #[arg(long, env = "RMDS_JOIN", value_delimiter = ',')]
+    join: Vec<String>,
+    /// Log filter, e.g. info or rmds_agent=debug.
+    #[arg(long, env = "RMDS_LOG")]
+    log_level: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Print the default configuration (every key) and exit.
+    #[arg(long)]
+    generate_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.generate_config {
+        print!("{}", Config::default_toml());
+        return ExitCode::SUCCESS;
+    }
+    let overrides = Overrides {
+        node_id: args.node_id,
+        nats: args.nats,
+        data_dir: args.data_dir,
+        listen: args.listen,
+        join: args.join,
+        log_level: args.log_level,
+        log_format: args.log_format,
+    };
+    let config = match Config::load(args.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rmds-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rmds-agent: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signals(shutdown.clone()));
+        match rmds_agent::run(config, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "agent failed");
+                eprintln!("rmds-agent: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(&config.log.level);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

@@ -1,0 +1,117 @@
+//! Every metric in one place: names, help texts, and the `/v1/stats` view.
+//!
+//! Counters are `prometheus-client` counters (the exporter appends `_total`); gauges
+//! that describe current state are set right before each scrape.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::Instant;
+
+macro_rules! metrics {
+    (counters { $($c:ident: $cdoc:literal,)* } gauges { $($g:ident: $gdoc:literal,)* }) => {
+        /// The agent's metrics. Cheap to share behind an `Arc`.
+        pub struct Metrics {
+            $(#[doc = $cdoc] pub $c: Counter,)*
+            $(#[doc = $gdoc] pub $g: Gauge,)*
+            registry: Registry,
+            started: Instant,
+        }
+
+        impl Metrics {
+            /// Creates and registers every metric.
+            pub fn new() -> Arc<Metrics> {
+                let mut registry = Registry::with_prefix("rmds");
+                $(let $c = Counter::default(); registry.register(stringify!($c), $cdoc, $c.clone());)*
+                $(let $g = Gauge::default(); registry.register(stringify!($g), $gdoc, $g.clone());)*
+                Arc::new(Metrics { $($c,)* $($g,)* registry, started: Instant::now() })
+            }
+        }
+    };
+}
+
+metrics! {
+    counters {
+        published: "Messages accepted from local applications",
+        delivered: "Deliveries acknowledged by their receiver",
+        dropped: "Deliveries dropped by the drop_oldest overflow policy",
+        expired: "Deliveries and unrouted messages whose TTL ran out before delivery",
+        dead_lettered: "Deliveries moved to the dead-letter store",
+        rejected_publishes: "Publishes refused because a receiver backlog was full",
+        processed: "Messages received from peers and appended to a channel log",
+        duplicates: "Received envelopes already committed (re-acknowledged, not appended)",
+        out_of_order: "Received envelopes ahead of the next expected sequence (dropped)",
+        sent_messages: "Envelopes published to NATS, resends included",
+        resent_messages: "Envelopes published again after a timeout or reconnect",
+        sent_batches: "NATS messages carrying envelopes",
+        sent_acks: "Acknowledgements published",
+        received_acks: "Acknowledgements received and applied",
+        invalid_acks: "Acknowledgements ignored: stale, wrong epoch, or for sequences never sent",
+        sent_keepalives: "Keepalives and hellos published",
+        received_keepalives: "Keepalives and hellos received from peers",
+        malformed_frames: "NATS messages dropped because they could not be decoded",
+        bad_signatures: "NATS messages dropped because they were unsigned or badly signed",
+        misrouted_frames: "Decoded NATS messages dropped because they named another node",
+        reconnects: "NATS reconnections",
+        api_client_errors: "HTTP requests answered with a 4xx",
+        store_errors: "Store operations that failed",
+    }
+    gauges {
+        pending_messages: "Deliveries not yet acknowledged (all receivers)",
+        unrouted_messages: "Messages waiting for a reader to be discovered",
+        peers_online: "Peers currently online",
+        peers_known: "Peers known (online or not)",
+        nats_connected: "1 when connected to NATS",
+        uptime_seconds: "Seconds since the agent started",
+    }
+}
+
+impl Metrics {
+    /// Seconds since start.
+    pub fn uptime(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.uptime_seconds.set(self.uptime() as i64);
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+
+    /// The `/v1/stats` object, with RMDS's keys.
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::json!({
+            "delivered": self.delivered.get(),
+            "queued": self.pending_messages.get().max(0),
+            "dropped": self.dropped.get(),
+            "expired": self.expired.get(),
+            "processed": self.processed.get(),
+            "sent_acks": self.sent_acks.get(),
+            "received_acks": self.received_acks.get(),
+            "sent_keepalives": self.sent_keepalives.get(),
+            "received_keepalives": self.received_keepalives.get(),
+            "reconnects": self.reconnects.get(),
+            "uptime_seconds": self.uptime(),
+            "pending_messages": self.pending_messages.get().max(0),
+            "sent_messages": self.sent_messages.get(),
+            "acknowledged_messages": self.delivered.get(),
+            "nats_connected": self.nats_connected.get() == 1,
+            "published": self.published.get(),
+            "dead_lettered": self.dead_lettered.get(),
+            "rejected_publishes": self.rejected_publishes.get(),
+            "resent_messages": self.resent_messages.get(),
+            "duplicates": self.duplicates.get(),
+            "out_of_order": self.out_of_order.get(),
+            "invalid_acks": self.invalid_acks.get(),
+            "malformed_frames": self.malformed_frames.get(),
+            "bad_signatures": self.bad_signatures.get(),
+            "unrouted_messages": self.unrouted_messages.get(),
+            "peers_online": self.peers_online.get(),
+        })
+    }
+}

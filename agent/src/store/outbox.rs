@@ -1,0 +1,632 @@
+//! Sending side: accept messages, route them to receivers, and track every delivery.
+
+use super::{now_ms, Error, Result};
+use crate::config::Overflow;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// Where one (message, receiver) delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Stored, not yet sent.
+    Queued = 0,
+    /// Sent at least once, not yet acknowledged.
+    Sent = 1,
+    /// Acknowledged by the receiver (committed to its channel log).
+    Delivered = 2,
+    /// Moved to the dead-letter store after too many attempts.
+    Dead = 3,
+    /// TTL ran out before it was delivered.
+    Expired = 4,
+    /// Dropped by the `drop_oldest` overflow policy.
+    Dropped = 5,
+}
+
+impl DeliveryState {
+    fn from_i64(v: i64) -> Result<DeliveryState> {
+        Ok(match v {
+            0 => DeliveryState::Queued,
+            1 => DeliveryState::Sent,
+            2 => DeliveryState::Delivered,
+            3 => DeliveryState::Dead,
+            4 => DeliveryState::Expired,
+            5 => DeliveryState::Dropped,
+            _ => return Err(Error::Corrupt(format!("delivery state {v}"))),
+        })
+    }
+
+    /// Whether the delivery still needs sending.
+    pub fn pending(self) -> bool {
+        matches!(self, DeliveryState::Queued | DeliveryState::Sent)
+    }
+}
+
+/// A message accepted from a local application.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// ULID.
+    pub id: String,
+    /// Channel name.
+    pub channel: String,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// Absolute expiry on this node's clock (ms).
+    pub expires_at: i64,
+    /// Content type.
+    pub content_type: String,
+    /// Headers as JSON text (array of pairs).
+    pub headers: String,
+    /// Payload.
+    pub payload: Vec<u8>,
+    /// Idempotency key, if the client gave one.
+    pub idempotency_key: Option<String>,
+}
+
+/// What happened to a publish.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PublishOutcome {
+    /// Stored; deliveries created.
+    Accepted {
+        /// Message id.
+        id: String,
+        /// (receiver, seq) per delivery created.
+        routes: Vec<(String, u64)>,
+        /// Messages dropped by `drop_oldest` to make room: (receiver, channel, seq).
+        dropped: Vec<(String, String, u64)>,
+        /// True when no reader was known and the message is kept as unrouted.
+        unrouted: bool,
+    },
+    /// Same idempotency key seen before: the earlier message, nothing stored.
+    Duplicate {
+        /// The earlier message's id.
+        id: String,
+        /// Its receivers.
+        receivers: Vec<String>,
+    },
+    /// A receiver's backlog is full and the policy is `reject`: nothing stored.
+    Rejected {
+        /// The full receiver.
+        receiver: String,
+        /// Its backlog.
+        pending: u64,
+    },
+}
+
+fn backlog(conn: &Connection, receiver: &str) -> Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT pending FROM backlog WHERE receiver = ?")?
+        .query_row([receiver], |r| r.get::<_, i64>(0))
+        .optional()?
+        .unwrap_or(0) as u64)
+}
+
+fn add_backlog(conn: &Connection, receiver: &str, delta: i64) -> Result<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT INTO backlog(receiver, pending) VALUES (?1, MAX(?2, 0))
+         ON CONFLICT(receiver) DO UPDATE SET pending = MAX(pending + ?2, 0)",
+    )?
+    .execute(params![receiver, delta])?;
+    Ok(())
+}
+
+/// Appends a delivery for `receiver` to its stream on `channel`; returns the sequence.
+fn enqueue(conn: &Connection, receiver: &str, channel: &str, id: &str, now: i64) -> Result<u64> {
+    conn.prepare_cached(
+        "INSERT INTO streams(receiver, channel, next_seq, acked_seq) VALUES (?, ?, 1, 0)
+         ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![receiver, channel])?;
+    let seq: i64 = conn
+        .prepare_cached(
+            "UPDATE streams SET next_seq = next_seq + 1 WHERE receiver = ? AND channel = ?
+             RETURNING next_seq - 1",
+        )?
+        .query_row(params![receiver, channel], |r| r.get(0))?;
+    conn.prepare_cached(
+        "INSERT INTO deliveries(receiver, channel, seq, message_id, state, queued_at)
+         VALUES (?, ?, ?, ?, 0, ?)",
+    )?
+    .execute(params![receiver, channel, seq, id, now])?;
+    add_backlog(conn, receiver, 1)?;
+    Ok(seq as u64)
+}
+
+/// Drops the receiver's oldest undelivered message; returns (channel, seq) if any.
+fn drop_oldest(conn: &Connection, receiver: &str, now: i64) -> Result<Option<(String, u64)>> {
+    let row: Option<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT channel, seq FROM deliveries WHERE receiver = ? AND state IN (0, 1)
+             ORDER BY queued_at, seq LIMIT 1",
+        )?
+        .query_row([receiver], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((channel, seq)) = row else {
+        return Ok(None);
+    };
+    finish(
+        conn,
+        receiver,
+        &channel,
+        seq as u64,
+        DeliveryState::Dropped,
+        "dropped: receiver backlog full (drop_oldest)",
+        now,
+    )?;
+    Ok(Some((channel, seq as u64)))
+}
+
+/// Moves a pending delivery to a terminal state; false if it was not pending.
+pub fn finish(
+    conn: &Connection,
+    receiver: &str,
+    channel: &str,
+    seq: u64,
+    state: DeliveryState,
+    reason: &str,
+    now: i64,
+) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE deliveries SET state = ?, done_at = ?, reason = ?
+             WHERE receiver = ? AND channel = ? AND seq = ? AND state IN (0, 1)",
+        )?
+        .execute(params![
+            state as i64,
+            now,
+            reason,
+            receiver,
+            channel,
+            seq as i64
+        ])?;
+    if n > 0 {
+        add_backlog(conn, receiver, -1)?;
+    }
+    Ok(n > 0)
+}
+
+/// Stores a message and one delivery per receiver, applying the overflow policy.
+pub fn publish(
+    conn: &Connection,
+    msg: &NewMessage,
+    receivers: &[String],
+    limit: u64,
+    overflow: Overflow,
+) -> Result<PublishOutcome> {
+    if let Some(key) = &msg.idempotency_key {
+        let earlier: Option<String> = conn
+            .prepare_cached("SELECT id FROM messages WHERE channel = ? AND idempotency_key = ?")?
+            .query_row(params![msg.channel, key], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = earlier {
+            let mut stmt = conn.prepare_cached(
+                "SELECT receiver FROM deliveries WHERE message_id = ? ORDER BY receiver",
+            )?;
+            let receivers = stmt
+                .query_map([&id], |r| r.get(0))?
+                .collect::<std::result::Result<Vec<String>, _>>()?;
+            return Ok(PublishOutcome::Duplicate { id, receivers });
+        }
+    }
+    if overflow == Overflow::Reject {
+        for r in receivers {
+            let pending = backlog(conn, r)?;
+            if pending >= limit {
+                return Ok(PublishOutcome::Rejected {
+                    receiver: r.clone(),
+                    pending,
+                });
+            }
+        }
+    }
+    let now = msg.created_at;
+    conn.prepare_cached(
+        "INSERT INTO messages(id, channel, created_at, expires_at, content_type, headers, payload, idempotency_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        msg.id,
+        msg.channel,
+        msg.created_at,
+        msg.expires_at,
+        msg.content_type,
+        msg.headers,
+        msg.payload,
+        msg.idempotency_key
+    ])?;
+    let mut dropped = Vec::new();
+    let mut routes = Vec::with_capacity(receivers.len());
+    for r in receivers {
+        if overflow == Overflow::DropOldest {
+            while backlog(conn, r)? >= limit {
+                match drop_oldest(conn, r, now)? {
+                    Some((ch, seq)) => dropped.push((r.clone(), ch, seq)),
+                    None => break,
+                }
+            }
+        }
+        routes.push((r.clone(), enqueue(conn, r, &msg.channel, &msg.id, now)?));
+    }
+    let unrouted = receivers.is_empty();
+    if unrouted {
+        conn.prepare_cached(
+            "INSERT INTO unrouted(message_id, channel, expires_at) VALUES (?, ?, ?)",
+        )?
+        .execute(params![msg.id, msg.channel, msg.expires_at])?;
+    }
+    Ok(PublishOutcome::Accepted {
+        id: msg.id.clone(),
+        routes,
+        dropped,
+        unrouted,
+    })
+}
+
+/// Gives a newly discovered reader every unexpired unrouted message of the channel it
+/// does not have yet, in publish order. Returns the sequences created.
+pub fn route_unrouted(
+    conn: &Connection,
+    channel: &str,
+    reader: &str,
+    now: i64,
+) -> Result<Vec<u64>> {
+    let ids: Vec<String> = conn
+        .prepare_cached(
+            "SELECT u.message_id FROM unrouted u JOIN messages m ON m.id = u.message_id
+             WHERE u.channel = ? AND u.expires_at > ?
+               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = u.message_id AND d.receiver = ?)
+             ORDER BY m.created_at, m.rowid",
+        )?
+        .query_map(params![channel, now, reader], |r| r.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
+    let mut seqs = Vec::with_capacity(ids.len());
+    for id in ids {
+        seqs.push(enqueue(conn, reader, channel, &id, now)?);
+    }
+    Ok(seqs)
+}
+
+/// Marks a range of a stream as sent (one more attempt).
+pub fn mark_sent(
+    conn: &Connection,
+    receiver: &str,
+    channel: &str,
+    from: u64,
+    to: u64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET state = 1, attempts = attempts + 1, sent_at = ?
+         WHERE receiver = ? AND channel = ? AND seq BETWEEN ? AND ? AND state IN (0, 1)",
+    )?
+    .execute(params![now_ms(), receiver, channel, from as i64, to as i64])?;
+    Ok(())
+}
+
+/// Records a cumulative ACK: every pending delivery up to `upto` is delivered.
+/// Returns how many deliveries changed state.
+pub fn ack(conn: &Connection, receiver: &str, channel: &str, upto: u64) -> Result<u64> {
+    let acked: Option<i64> = conn
+        .prepare_cached("SELECT acked_seq FROM streams WHERE receiver = ? AND channel = ?")?
+        .query_row(params![receiver, channel], |r| r.get(0))
+        .optional()?;
+    let Some(acked) = acked else { return Ok(0) };
+    if upto as i64 <= acked {
+        return Ok(0);
+    }
+    let n = conn
+        .prepare_cached(
+            "UPDATE deliveries SET state = 2, done_at = ?
+             WHERE receiver = ? AND channel = ? AND seq > ? AND seq <= ? AND state IN (0, 1)",
+        )?
+        .execute(params![now_ms(), receiver, channel, acked, upto as i64])?;
+    add_backlog(conn, receiver, -(n as i64))?;
+    conn.prepare_cached("UPDATE streams SET acked_seq = ? WHERE receiver = ? AND channel = ?")?
+        .execute(params![upto as i64, receiver, channel])?;
+    Ok(n as u64)
+}
+
+/// Moves the delivery to the dead-letter store with its reason and attempt history.
+#[allow(clippy::too_many_arguments)]
+pub fn dead_letter(
+    conn: &Connection,
+    receiver: &str,
+    channel: &str,
+    seq: u64,
+    reason: &str,
+    attempts: u32,
+    history: &str,
+) -> Result<bool> {
+    let now = now_ms();
+    if !finish(
+        conn,
+        receiver,
+        channel,
+        seq,
+        DeliveryState::Dead,
+        reason,
+        now,
+    )? {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO dead_letters(receiver, channel, seq, message_id, reason, attempts, history, dead_at)
+         SELECT receiver, channel, seq, message_id, ?, ?, ?, ? FROM deliveries
+         WHERE receiver = ? AND channel = ? AND seq = ?",
+    )?
+    .execute(params![reason, attempts, history, now, receiver, channel, seq as i64])?;
+    Ok(true)
+}
+
+/// One stream as loaded at start.
+#[derive(Debug, Clone)]
+pub struct StreamRow {
+    /// Receiver node.
+    pub receiver: String,
+    /// Channel.
+    pub channel: String,
+    /// Highest sequence assigned so far.
+    pub last_seq: u64,
+    /// Highest sequence acknowledged.
+    pub acked_seq: u64,
+}
+
+/// Every stream with something not yet acknowledged.
+pub fn open_streams(conn: &Connection) -> Result<Vec<StreamRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT receiver, channel, next_seq - 1, acked_seq FROM streams WHERE next_seq - 1 > acked_seq",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(StreamRow {
+                receiver: r.get(0)?,
+                channel: r.get(1)?,
+                last_seq: r.get::<_, i64>(2)? as u64,
+                acked_seq: r.get::<_, i64>(3)? as u64,
+            })
+        })?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// One sequence of a stream as the sender needs it.
+#[derive(Debug, Clone)]
+pub struct WindowRow {
+    /// Sequence.
+    pub seq: u64,
+    /// State.
+    pub state: DeliveryState,
+    /// Message id.
+    pub id: String,
+    /// Created (ms).
+    pub created_at: i64,
+    /// Expires (ms, local clock).
+    pub expires_at: i64,
+    /// Content type.
+    pub content_type: String,
+    /// Headers JSON.
+    pub headers: String,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+/// Loads the rows of a stream in `[from, to]`. Missing sequences (deleted after a
+/// terminal state) are simply absent; the sender sends them as skips.
+pub fn window(
+    conn: &Connection,
+    receiver: &str,
+    channel: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<WindowRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.seq, d.state, m.id, m.created_at, m.expires_at, m.content_type, m.headers, m.payload
+         FROM deliveries d JOIN messages m ON m.id = d.message_id
+         WHERE d.receiver = ? AND d.channel = ? AND d.seq BETWEEN ? AND ? ORDER BY d.seq",
+    )?;
+    let rows = stmt
+        .query_map(params![receiver, channel, from as i64, to as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })?
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(
+            |(seq, state, id, created_at, expires_at, content_type, headers, payload)| {
+                Ok(WindowRow {
+                    seq: seq as u64,
+                    state: DeliveryState::from_i64(state)?,
+                    id,
+                    created_at,
+                    expires_at,
+                    content_type,
+                    headers,
+                    payload,
+                })
+            },
+        )
+        .collect()
+}
+
+/// The result of one expiry/retention sweep.
+#[derive(Debug, Default, Clone)]
+pub struct ExpirySweep {
+    /// Pending deliveries that expired: (receiver, channel, seq).
+    pub expired: Vec<(String, String, u64)>,
+    /// Unrouted messages whose TTL ran out unrouted.
+    pub expired_unrouted: u64,
+    /// Rows deleted by retention.
+    pub deleted: u64,
+}
+
+/// Expires pending deliveries past their TTL and deletes what retention allows.
+pub fn sweep(conn: &Connection, now: i64, retention_ms: i64, limit: i64) -> Result<ExpirySweep> {
+    let mut out = ExpirySweep::default();
+    let due: Vec<(String, String, i64)> = conn
+        .prepare_cached(
+            "SELECT d.receiver, d.channel, d.seq FROM messages m JOIN deliveries d ON d.message_id = m.id
+             WHERE m.expires_at <= ? AND d.state IN (0, 1) LIMIT ?",
+        )?
+        .query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<std::result::Result<_, _>>()?;
+    for (receiver, channel, seq) in due {
+        if finish(
+            conn,
+            &receiver,
+            &channel,
+            seq as u64,
+            DeliveryState::Expired,
+            "ttl expired",
+            now,
+        )? {
+            out.expired.push((receiver, channel, seq as u64));
+        }
+    }
+    out.expired_unrouted = conn
+        .prepare_cached(
+            "DELETE FROM unrouted WHERE expires_at <= ?
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = unrouted.message_id)",
+        )?
+        .execute([now])? as u64;
+    conn.prepare_cached("DELETE FROM unrouted WHERE expires_at <= ?")?
+        .execute([now])?;
+    out.deleted += conn
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE (receiver, channel, seq) IN (
+               SELECT d.receiver, d.channel, d.seq FROM deliveries d JOIN messages m ON m.id = d.message_id
+               WHERE d.state >= 2 AND (d.done_at < ? OR m.expires_at <= ?) LIMIT ?)",
+        )?
+        .execute(params![now - retention_ms, now, limit])? as u64;
+    out.deleted += conn
+        .prepare_cached(
+            "DELETE FROM messages WHERE id IN (
+               SELECT m.id FROM messages m
+               WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id)
+                 AND NOT EXISTS (SELECT 1 FROM unrouted u WHERE u.message_id = m.id)
+                 AND (m.expires_at <= ? OR m.created_at < ?)
+               LIMIT ?)",
+        )?
+        .execute(params![now, now - retention_ms, limit])? as u64;
+    Ok(out)
+}
+
+/// Status of one delivery of a message.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiverStatus {
+    /// Receiver node.
+    pub receiver: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Stream sequence.
+    pub seq: u64,
+    /// Sends so far.
+    pub attempts: u32,
+    /// Queued (ms).
+    pub queued_at: i64,
+    /// Last sent (ms).
+    pub sent_at: Option<i64>,
+    /// Delivered, expired, dead or dropped (ms).
+    pub done_at: Option<i64>,
+    /// Why it ended, when not delivered.
+    pub reason: Option<String>,
+}
+
+/// A message's status at the sender.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageStatus {
+    /// Message id.
+    pub id: String,
+    /// Channel.
+    pub channel: String,
+    /// Created (ms).
+    pub created_at: i64,
+    /// Expires (ms).
+    pub expires_at: i64,
+    /// Waiting for readers to be discovered.
+    pub unrouted: bool,
+    /// Per receiver.
+    pub receivers: Vec<ReceiverStatus>,
+}
+
+/// Loads a message's per-receiver status.
+pub fn status(conn: &Connection, id: &str) -> Result<Option<MessageStatus>> {
+    let head: Option<(String, i64, i64)> = conn
+        .query_row(
+            "SELECT channel, created_at, expires_at FROM messages WHERE id = ?",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((channel, created_at, expires_at)) = head else {
+        return Ok(None);
+    };
+    let unrouted = conn
+        .query_row("SELECT 1 FROM unrouted WHERE message_id = ?", [id], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some();
+    let mut stmt = conn.prepare(
+        "SELECT receiver, state, seq, attempts, queued_at, sent_at, done_at, reason
+         FROM deliveries WHERE message_id = ? ORDER BY receiver",
+    )?;
+    let rows = stmt
+        .query_map([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ))
+        })?
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut receivers = Vec::with_capacity(rows.len());
+    for (receiver, state, seq, attempts, queued_at, sent_at, done_at, reason) in rows {
+        receivers.push(ReceiverStatus {
+            receiver,
+            state: DeliveryState::from_i64(state)?,
+            seq: seq as u64,
+            attempts: attempts as u32,
+            queued_at,
+            sent_at,
+            done_at,
+            reason,
+        });
+    }
+    Ok(Some(MessageStatus {
+        id: id.to_string(),
+        channel,
+        created_at,
+        expires_at,
+        unrouted,
+        receivers,
+    }))
+}
+
+/// Total undelivered messages across receivers, and per receiver.
+pub fn backlogs(conn: &Connection) -> Result<Vec<(String, u64)>> {
+    let mut stmt = conn.prepare("SELECT receiver, pending FROM backlog WHERE pending > 0")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Count of unrouted messages.
+pub fn unrouted_count(conn: &Connection) -> Result<u64> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM unrouted", [], |r| r.get::<_, i64>(0))? as u64)
+}

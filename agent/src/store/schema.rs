@@ -1,0 +1,205 @@
+//! Connection settings, versioned migrations and the database identity.
+
+use super::{Error, Result};
+use crate::config::Synchronous;
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Migrations in order; `user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+
+-- Sending side: a message is stored once, with one delivery row per receiver.
+CREATE TABLE messages (
+  id TEXT PRIMARY KEY,
+  channel TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  content_type TEXT NOT NULL,
+  headers TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  idempotency_key TEXT
+);
+CREATE INDEX messages_by_expiry ON messages(expires_at);
+CREATE UNIQUE INDEX messages_by_idempotency ON messages(channel, idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
+
+-- Messages published while no reader was known; routed to readers discovered later.
+CREATE TABLE unrouted (
+  message_id TEXT PRIMARY KEY,
+  channel TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX unrouted_by_channel ON unrouted(channel);
+
+-- One ordered stream per (receiver, channel).
+CREATE TABLE streams (
+  receiver TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  next_seq INTEGER NOT NULL,
+  acked_seq INTEGER NOT NULL,
+  PRIMARY KEY (receiver, channel)
+) WITHOUT ROWID;
+
+-- state: 0 queued, 1 sent, 2 delivered, 3 dead, 4 expired, 5 dropped
+CREATE TABLE deliveries (
+  receiver TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  message_id TEXT NOT NULL,
+  state INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  queued_at INTEGER NOT NULL,
+  sent_at INTEGER,
+  done_at INTEGER,
+  reason TEXT,
+  PRIMARY KEY (receiver, channel, seq)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_by_message ON deliveries(message_id);
+CREATE INDEX deliveries_pending ON deliveries(receiver, state, queued_at);
+
+-- Undelivered messages per receiver (back-pressure), kept exact inside transactions.
+CREATE TABLE backlog (receiver TEXT PRIMARY KEY, pending INTEGER NOT NULL) WITHOUT ROWID;
+
+CREATE TABLE dead_letters (
+  receiver TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  message_id TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  history TEXT NOT NULL,
+  dead_at INTEGER NOT NULL,
+  PRIMARY KEY (receiver, channel, seq)
+) WITHOUT ROWID;
+
+-- Discovery, persisted so that a restart (even without NATS) knows its readers.
+CREATE TABLE peers (
+  node_id TEXT PRIMARY KEY,
+  epoch INTEGER NOT NULL,
+  api TEXT NOT NULL,
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE memberships (
+  node_id TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  role TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (node_id, channel)
+) WITHOUT ROWID;
+
+-- Receiving side: dedupe state per (sender, epoch, channel), no time window.
+CREATE TABLE inbox_streams (
+  sender TEXT NOT NULL,
+  epoch INTEGER NOT NULL,
+  channel TEXT NOT NULL,
+  last_seq INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (sender, epoch, channel)
+) WITHOUT ROWID;
+
+-- The local append-only log per channel.
+CREATE TABLE channel_log (
+  channel TEXT NOT NULL,
+  offset INTEGER NOT NULL,
+  message_id TEXT NOT NULL,
+  sender TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  content_type TEXT NOT NULL,
+  headers TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  PRIMARY KEY (channel, offset)
+);
+CREATE INDEX channel_log_by_id ON channel_log(message_id);
+CREATE TABLE channel_heads (channel TEXT PRIMARY KEY, next_offset INTEGER NOT NULL) WITHOUT ROWID;
+
+-- Consumer groups: every offset at or below ack_floor is acknowledged; acks above it
+-- are listed in group_acks until the floor catches up.
+CREATE TABLE groups (
+  channel TEXT NOT NULL,
+  name TEXT NOT NULL,
+  ack_floor INTEGER NOT NULL,
+  ack_wait_ms INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  last_active INTEGER NOT NULL,
+  PRIMARY KEY (channel, name)
+) WITHOUT ROWID;
+CREATE TABLE group_acks (
+  channel TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  offset INTEGER NOT NULL,
+  PRIMARY KEY (channel, grp, offset)
+) WITHOUT ROWID;
+"#];
+
+/// Pragmas for every connection.
+pub fn configure(conn: &Connection, sync: Synchronous) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+/// Runs the migrations not yet applied, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version as usize > MIGRATIONS.len() {
+        return Err(Error::Corrupt(format!(
+            "database schema version {version} is newer than this agent ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Returns the database epoch, creating it (and recording the node id) on first open.
+/// Opening a database that belongs to another node id is refused.
+pub fn identity(conn: &Connection, node_id: &str) -> Result<u64> {
+    let get = |key: &str| -> Result<Option<String>> {
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE key = ?", [key], |r| r.get(0))
+            .optional()?)
+    };
+    match get("node_id")? {
+        Some(owner) if owner != node_id => {
+            return Err(Error::Corrupt(format!(
+                "this data directory belongs to node {owner:?}, not {node_id:?}"
+            )))
+        }
+        Some(_) => {}
+        None => {
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('node_id', ?)",
+                [node_id],
+            )?;
+        }
+    }
+    if let Some(e) = get("epoch")? {
+        return e
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("bad epoch {e:?}")));
+    }
+    // 63 bits so the value round-trips through SQLite's signed integers.
+    let epoch = rand::random::<u64>() >> 1;
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('epoch', ?)",
+        params![epoch.to_string()],
+    )?;
+    Ok(epoch)
+}

@@ -1,0 +1,201 @@
+//! The only code that knows async-nats: one connection, its state, subjects, publish
+//! and subscribe.
+//!
+//! The connection is opened once and reconnects forever (`retry_on_initial_connect`,
+//! no reconnect limit); async-nats re-subscribes by itself after a reconnect, so no
+//! second connection is ever opened. A short ping interval notices a dead link in
+//! seconds. Publishing while disconnected fails at once instead of queueing inside the
+//! client: callers keep their data in SQLite and resend when the state flips back.
+
+use crate::config::NatsConfig;
+use crate::metrics::Metrics;
+use crate::names::NodeId;
+use crate::wire::{Codec, DecodeError, Packet};
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Why a publish did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Not connected to NATS right now.
+    #[error("not connected to NATS")]
+    NotConnected,
+    /// The frame is larger than the server accepts.
+    #[error("frame of {0} bytes exceeds NATS max payload {1}")]
+    TooLarge(usize, usize),
+    /// The client refused or timed out.
+    #[error("publish failed: {0}")]
+    Failed(String),
+}
+
+/// Handle to the NATS connection. Cheap to clone.
+#[derive(Clone)]
+pub struct Transport {
+    client: async_nats::Client,
+    prefix: Arc<str>,
+    codec: Codec,
+    state: watch::Receiver<bool>,
+    fallback_max_payload: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Transport {
+    /// Starts the connection in the background; returns at once even if NATS is down.
+    pub async fn connect(
+        config: &NatsConfig,
+        node: &NodeId,
+        metrics: Arc<Metrics>,
+    ) -> Result<Transport, async_nats::ConnectError> {
+        let (state_tx, state) = watch::channel(false);
+        let state_tx = Arc::new(state_tx);
+        let cb_state = state_tx.clone();
+        let cb_metrics = metrics.clone();
+        let max_delay = config.reconnect_max_delay;
+        let addrs: Vec<async_nats::ServerAddr> =
+            config.urls.iter().filter_map(|u| u.parse().ok()).collect();
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("rmds-agent/{node}"))
+            .ping_interval(config.ping_interval)
+            .connection_timeout(Duration::from_secs(2))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .subscription_capacity(256 * 1024)
+            .client_capacity(8192)
+            .reconnect_delay_callback(move |attempts| {
+                let ms = 50u64.saturating_mul(1u64 << attempts.min(10));
+                Duration::from_millis(ms).min(max_delay)
+            })
+            .event_callback(move |event| {
+                let state = cb_state.clone();
+                let metrics = cb_metrics.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!("connected to NATS");
+                            metrics.nats_connected.set(1);
+                            state.send_replace(true);
+                        }
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!("disconnected from NATS");
+                            metrics.nats_connected.set(0);
+                            metrics.reconnects.inc();
+                            state.send_replace(false);
+                        }
+                        other => tracing::info!(event = %other, "NATS event"),
+                    }
+                }
+            })
+            .connect(addrs)
+            .await?;
+        Ok(Transport {
+            client,
+            prefix: config.prefix.clone().into(),
+            codec: Codec::new(config.cluster_key.as_deref()),
+            state,
+            fallback_max_payload: config.max_payload,
+            metrics,
+        })
+    }
+
+    /// Whether the connection is up now.
+    pub fn is_connected(&self) -> bool {
+        *self.state.borrow()
+            && self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// A receiver that changes whenever the connection goes up or down.
+    pub fn watch_state(&self) -> watch::Receiver<bool> {
+        self.state.clone()
+    }
+
+    /// Largest NATS message this agent may publish.
+    pub fn max_payload(&self) -> usize {
+        match self.client.server_info().max_payload {
+            0 => self.fallback_max_payload,
+            n => n,
+        }
+    }
+
+    /// `{p}.node.{id}.data`
+    pub fn data_subject(&self, node: &NodeId) -> String {
+        format!("{}.node.{node}.data", self.prefix)
+    }
+    /// `{p}.node.{id}.ack`
+    pub fn ack_subject(&self, node: &NodeId) -> String {
+        format!("{}.node.{node}.ack", self.prefix)
+    }
+    /// `{p}.hello`
+    pub fn hello_subject(&self) -> String {
+        format!("{}.hello", self.prefix)
+    }
+    /// `{p}.keepalive`
+    pub fn keepalive_subject(&self) -> String {
+        format!("{}.keepalive", self.prefix)
+    }
+    /// `{p}.bye`
+    pub fn bye_subject(&self) -> String {
+        format!("{}.bye", self.prefix)
+    }
+
+    /// Encodes a packet into a frame (signed when a cluster key is set).
+    pub fn encode(&self, packet: &Packet) -> Vec<u8> {
+        self.codec.encode(packet)
+    }
+
+    /// Decodes a frame, counting what is dropped.
+    pub fn decode(&self, frame: &[u8]) -> Result<Packet, DecodeError> {
+        let r = self.codec.decode(frame);
+        match &r {
+            Err(DecodeError::Unsigned | DecodeError::BadSignature) => {
+                self.metrics.bad_signatures.inc();
+            }
+            Err(_) => {
+                self.metrics.malformed_frames.inc();
+            }
+            Ok(_) => {}
+        }
+        r
+    }
+
+    /// Publishes an already encoded frame. Fails at once when disconnected.
+    pub async fn publish_frame(&self, subject: String, frame: Vec<u8>) -> Result<(), SendError> {
+        if !self.is_connected() {
+            return Err(SendError::NotConnected);
+        }
+        let max = self.max_payload();
+        if frame.len() > max {
+            return Err(SendError::TooLarge(frame.len(), max));
+        }
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            self.client.publish(subject, Bytes::from(frame)),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(SendError::Failed(e.to_string())),
+            Err(_) => Err(SendError::Failed("publish timed out".into())),
+        }
+    }
+
+    /// Encodes and publishes a packet.
+    pub async fn publish(&self, subject: String, packet: &Packet) -> Result<(), SendError> {
+        let frame = self.encode(packet);
+        self.publish_frame(subject, frame).await
+    }
+
+    /// Subscribes to a subject; the subscription survives reconnects.
+    pub async fn subscribe(
+        &self,
+        subject: String,
+    ) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
+        self.client.subscribe(subject).await
+    }
+
+    /// Flushes buffered publishes (best effort, bounded).
+    pub async fn flush(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
+    }
+}

@@ -1,0 +1,178 @@
+//! The packets agents exchange.
+
+use crate::names::{Channel, NodeId, Role};
+use serde::{Deserialize, Serialize};
+
+/// Everything that travels between agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Packet {
+    /// Envelopes of one stream, on `{p}.node.{receiver}.data`.
+    Data(DataBatch),
+    /// Cumulative acknowledgement, on `{p}.node.{sender}.ack`.
+    Ack(Ack),
+    /// A node announces itself on start or reconnect; peers answer with a keepalive.
+    Hello(Announce),
+    /// Periodic state.
+    Keepalive(Announce),
+    /// Clean shutdown.
+    Bye(Bye),
+}
+
+/// A batch of envelopes of one (sender, receiver, channel) stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataBatch {
+    /// Sending node.
+    pub sender: NodeId,
+    /// Stream epoch: random, fixed when the sender's database was created.
+    pub epoch: u64,
+    /// Receiving node.
+    pub receiver: NodeId,
+    /// Channel.
+    pub channel: Channel,
+    /// Every sequence below `base` was acknowledged by the receiver or skipped by the
+    /// sender; a receiver that lost its state may fast-forward to `base - 1`.
+    pub base: u64,
+    /// Envelopes in ascending sequence order.
+    pub entries: Vec<Entry>,
+}
+
+/// One sequence number of a stream: a message, or an explicit skip (expired, dead-lettered,
+/// dropped) so that the stream never stalls behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Gap-free sequence number within the stream, from 1.
+    pub seq: u64,
+    /// The message, or `None` for a skip.
+    pub body: Option<MessageBody>,
+}
+
+/// One message as it travels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageBody {
+    /// Message id (ULID), the same for every receiver.
+    pub id: String,
+    /// Creation time at the sender, ms since the Unix epoch (informational only).
+    pub created_at_ms: i64,
+    /// Remaining time to live when sent, in ms: clock skew cannot expire or keep it.
+    pub ttl_ms: u64,
+    /// Content type given at publish.
+    pub content_type: String,
+    /// Application headers.
+    pub headers: Vec<(String, String)>,
+    /// Whether `payload` is snappy-compressed.
+    pub compressed: bool,
+    /// Payload bytes.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// Cumulative acknowledgement of a stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The node acknowledging (the stream's receiver).
+    pub receiver: NodeId,
+    /// The stream's sender, whose subject this is published on.
+    pub sender: NodeId,
+    /// Channel.
+    pub channel: Channel,
+    /// The sender's stream epoch this ACK is for.
+    pub epoch: u64,
+    /// Highest contiguous sequence committed by the receiver.
+    pub acked: u64,
+}
+
+/// A node's self-description, sent in hello and keepalive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Announce {
+    /// The node.
+    pub node: NodeId,
+    /// Its database epoch.
+    pub epoch: u64,
+    /// Random per process start: a change means the node restarted.
+    pub incarnation: u64,
+    /// Every channel it is a member of.
+    pub memberships: Vec<(Channel, Role)>,
+    /// Messages waiting to be delivered from it (informational).
+    pub pending: u64,
+    /// Its API address, for topology views (informational).
+    pub api: String,
+}
+
+/// Clean shutdown notice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bye {
+    /// The node leaving.
+    pub node: NodeId,
+    /// Its incarnation (a stale bye from a previous run is ignored).
+    pub incarnation: u64,
+}
+
+impl MessageBody {
+    /// Builds a body, compressing the payload when it is at least `threshold` bytes and
+    /// compression actually shrinks it.
+    pub fn new(
+        id: String,
+        created_at_ms: i64,
+        ttl_ms: u64,
+        content_type: String,
+        headers: Vec<(String, String)>,
+        payload: &[u8],
+        compress_threshold: Option<usize>,
+    ) -> MessageBody {
+        if let Some(threshold) = compress_threshold {
+            if payload.len() >= threshold {
+                if let Ok(c) = snap::raw::Encoder::new().compress_vec(payload) {
+                    if c.len() < payload.len() {
+                        return MessageBody {
+                            id,
+                            created_at_ms,
+                            ttl_ms,
+                            content_type,
+                            headers,
+                            compressed: true,
+                            payload: c,
+                        };
+                    }
+                }
+            }
+        }
+        MessageBody {
+            id,
+            created_at_ms,
+            ttl_ms,
+            content_type,
+            headers,
+            compressed: false,
+            payload: payload.to_vec(),
+        }
+    }
+
+    /// The payload as the application published it; refuses anything that would
+    /// decompress to more than `max_len` bytes.
+    pub fn decompressed(&self, max_len: usize) -> Result<Vec<u8>, super::DecodeError> {
+        if !self.compressed {
+            return Ok(self.payload.clone());
+        }
+        let len = snap::raw::decompress_len(&self.payload)
+            .map_err(|e| super::DecodeError::Compression(e.to_string()))?;
+        if len > max_len {
+            return Err(super::DecodeError::TooLarge(len));
+        }
+        snap::raw::Decoder::new()
+            .decompress_vec(&self.payload)
+            .map_err(|e| super::DecodeError::Compression(e.to_string()))
+    }
+
+    /// Approximate encoded size, for batch budgeting.
+    pub fn approx_size(&self) -> usize {
+        super::ENTRY_OVERHEAD
+            + self.id.len()
+            + self.content_type.len()
+            + self.payload.len()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 4)
+                .sum::<usize>()
+    }
+}
