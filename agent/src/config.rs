@@ -336,7 +336,7 @@ impl Default for StoreConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            level: "info".into(),
+            level: "info,async_nats=warn".into(),
             format: LogFormat::Text,
         }
     }

@@ -83,7 +83,7 @@ impl Transport {
                             metrics.reconnects.inc();
                             state.send_replace(false);
                         }
-                        other => tracing::info!(event = %other, "NATS event"),
+                        other => tracing::debug!(event = %other, "NATS event"),
                     }
                 }
             })

@@ -1,1 +1,440 @@
+//! # rmds: Rust client for a local rmds agent
+//!
+//! Applications talk only to the agent on their own node. This crate wraps its HTTP
+//! API: join channels, publish (durable when the call returns), pull through consumer
+//! groups with long polling, and acknowledge.
+//!
+//! # Examples
+//! ```no_run
+//! # async fn demo() -> Result<(), rmds::Error> {
+//! let client = rmds::Client::new("http://127.0.0.1:7700");
+//! client.join("chat", rmds::Role::Rw).await?;
+//! let receipt = client.publish_json("chat", &serde_json::json!({"text": "hi"})).await?;
+//! println!("stored as {} for {:?}", receipt.id, receipt.receivers);
+//! let batch = client.pull("chat", "default", 10, std::time::Duration::from_secs(5)).await?;
+//! let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+//! client.ack("chat", "default", &ids).await?;
+//! # Ok(()) }
+//! ```
 
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The agent could not be reached (not running, wrong address).
+    Connect,
+    /// The request was refused as invalid (4xx other than the ones below).
+    BadRequest,
+    /// Not allowed (e.g. publishing as a reader): 403.
+    Forbidden,
+    /// Unknown resource: 404.
+    NotFound,
+    /// Message larger than the cluster can carry: 413.
+    TooLarge,
+    /// Receiver backlog full: 429. Nothing was stored; retry later.
+    Backpressure,
+    /// The agent failed (5xx).
+    Server,
+    /// The answer could not be understood.
+    Decode,
+}
+
+/// An error from the agent or the transport, with the agent's code and message.
+#[derive(Debug, Clone)]
+pub struct Error {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// HTTP status, when the agent answered.
+    pub status: Option<u16>,
+    /// The agent's error code (`backlog_full`, `forbidden`, ...), when it answered.
+    pub code: Option<String>,
+    /// A human-readable message.
+    pub message: String,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.status, &self.code) {
+            (Some(s), Some(c)) => write!(f, "{s} {c}: {}", self.message),
+            _ => write!(f, "{:?}: {}", self.kind, self.message),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Error {
+    fn connect(e: reqwest::Error) -> Error {
+        Error {
+            kind: if e.is_decode() {
+                ErrorKind::Decode
+            } else {
+                ErrorKind::Connect
+            },
+            status: None,
+            code: None,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A node's role in a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Receives.
+    Reader,
+    /// Publishes.
+    Writer,
+    /// Both.
+    Rw,
+}
+
+/// The agent's answer to a publish.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Receipt {
+    /// Message id.
+    pub id: String,
+    /// Reader nodes it will be delivered to.
+    #[serde(default)]
+    pub receivers: Vec<String>,
+    /// No reader known yet: kept for readers discovered before it expires.
+    #[serde(default)]
+    pub unrouted: bool,
+    /// Same idempotency key as an earlier publish: that message's id.
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// A message as delivered to an application.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Message {
+    /// Message id (the same on every node).
+    pub id: String,
+    /// Channel.
+    pub channel: String,
+    /// Sending node.
+    pub sender: String,
+    /// Offset in this node's channel log.
+    pub offset: u64,
+    /// Creation time at the sender (RFC 3339).
+    pub created_at: String,
+    /// Application headers.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Content type.
+    pub content_type: String,
+    /// JSON value (JSON content) or text (other UTF-8).
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+    /// Base64 payload for binary content.
+    #[serde(default)]
+    pub data_base64: Option<String>,
+    /// Times handed out, this one included.
+    #[serde(default)]
+    pub deliveries: u32,
+}
+
+impl Message {
+    /// The payload bytes, whatever the encoding.
+    pub fn payload(&self) -> Vec<u8> {
+        use base64::Engine;
+        if let Some(b) = &self.data_base64 {
+            return base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .unwrap_or_default();
+        }
+        match &self.data {
+            Some(serde_json::Value::String(s))
+                if !self.content_type.starts_with("application/json") =>
+            {
+                s.clone().into_bytes()
+            }
+            Some(v) => serde_json::to_vec(v).unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PullAnswer {
+    messages: Vec<Message>,
+}
+
+/// Result of ack / nack / term.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settled {
+    /// Ids applied.
+    pub applied: Vec<String>,
+    /// Ids not leased by the group.
+    pub not_found: Vec<String>,
+}
+
+/// Client for the agent's HTTP API. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the agent at `base` (e.g. `http://127.0.0.1:7700`).
+    pub fn new(base: impl Into<String>) -> Client {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_default();
+        Client {
+            base: base.into().trim_end_matches('/').to_string(),
+            http,
+        }
+    }
+
+    /// The agent's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn answer<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, Error> {
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(Error::connect)?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| Error {
+                kind: ErrorKind::Decode,
+                status: Some(status.as_u16()),
+                code: None,
+                message: e.to_string(),
+            });
+        }
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let code = v["error"]["code"].as_str().map(String::from);
+        let message = v["error"]["message"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        let kind = match status.as_u16() {
+            403 => ErrorKind::Forbidden,
+            404 => ErrorKind::NotFound,
+            413 => ErrorKind::TooLarge,
+            429 => ErrorKind::Backpressure,
+            s if s >= 500 => ErrorKind::Server,
+            _ => ErrorKind::BadRequest,
+        };
+        Err(Error {
+            kind,
+            status: Some(status.as_u16()),
+            code,
+            message,
+        })
+    }
+
+    /// `GET /healthz`.
+    pub async fn health(&self) -> Result<serde_json::Value, Error> {
+        let r = self
+            .http
+            .get(self.url("/healthz"))
+            .send()
+            .await
+            .map_err(Error::connect)?;
+        Self::answer(r).await
+    }
+
+    /// Joins `channel` with `role` (idempotent).
+    pub async fn join(&self, channel: &str, role: Role) -> Result<(), Error> {
+        let r = self
+            .http
+            .put(self.url(&format!("/v1/channels/{}", enc(channel))))
+            .json(&serde_json::json!({ "role": role }))
+            .send()
+            .await
+            .map_err(Error::connect)?;
+        Self::answer::<serde_json::Value>(r).await.map(|_| ())
+    }
+
+    /// Leaves `channel`.
+    pub async fn leave(&self, channel: &str) -> Result<(), Error> {
+        let r = self
+            .http
+            .delete(self.url(&format!("/v1/channels/{}", enc(channel))))
+            .send()
+            .await
+            .map_err(Error::connect)?;
+        Self::answer::<serde_json::Value>(r).await.map(|_| ())
+    }
+
+    /// Publishes raw bytes with a content type; durable when this returns Ok.
+    pub async fn publish_bytes(
+        &self,
+        channel: &str,
+        payload: Vec<u8>,
+        content_type: &str,
+        ttl: Option<Duration>,
+    ) -> Result<Receipt, Error> {
+        let mut url = self.url(&format!("/v1/channels/{}/messages", enc(channel)));
+        if let Some(t) = ttl {
+            url.push_str(&format!("?ttl={}ms", t.as_millis()));
+        }
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", content_type)
+            .body(payload)
+            .send()
+            .await
+            .map_err(Error::connect)?;
+        Self::answer(r).await
+    }
+
+    /// Publishes text.
+    pub async fn publish_text(&self, channel: &str, text: &str) -> Result<Receipt, Error> {
+        self.publish_bytes(
+            channel,
+            text.as_bytes().to_vec(),
+            "text/plain; charset=utf-8",
+            None,
+        )
+        .await
+    }
+
+    /// Publishes a JSON value.
+    pub async fn publish_json<T: Serialize>(
+        &self,
+        channel: &str,
+        value: &T,
+    ) -> Result<Receipt, Error> {
+        let body = serde_json::to_vec(value).map_err(|e| Error {
+            kind: ErrorKind::BadRequest,
+            status: None,
+            code: None,
+            message: e.to_string(),
+        })?;
+        self.publish_bytes(channel, body, "application/json", None)
+            .await
+    }
+
+    /// Publishes many JSON payloads in one request; returns the raw per-item results.
+    pub async fn publish_batch<T: Serialize>(
+        &self,
+        channel: &str,
+        items: &[T],
+    ) -> Result<serde_json::Value, Error> {
+        let r = self
+            .http
+            .post(self.url(&format!("/v1/channels/{}/messages:batch", enc(channel))))
+            .json(items)
+            .send()
+            .await
+            .map_err(Error::connect)?;
+        Self::answer(r).await
+    }
+
+    /// Pulls up to `max` messages for `group`, waiting up to `wait` for the first.
+    pub async fn pull(
+        &self,
+        channel: &str,
+        group: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Message>, Error> {
+        let url = self.url(&format!(
+            "/v1/channels/{}/messages?group={}&max={max}&wait={}ms",
+            enc(channel),
+            enc(group),
+            wait.as_millis()
+        ));
+        let r = self.http.get(url).send().await.map_err(Error::connect)?;
+        Ok(Self::answer::<PullAnswer>(r).await?.messages)
+    }
+
+    async fn settle(
+        &self,
+        verb: &str,
+        channel: &str,
+        group: &str,
+        ids: &[String],
+        delay: Option<Duration>,
+    ) -> Result<Settled, Error> {
+        let mut body = serde_json::json!({"group": group, "ids": ids});
+        if let Some(d) = delay {
+            body["delay"] = serde_json::json!(format!("{}ms", d.as_millis()));
+        }
+        let r = self
+            .http
+            .post(self.url(&format!("/v1/channels/{}/{verb}", enc(channel))))
+            .json(&body)
+            .send()
+            .await
+            .map_err(Error::connect)?;
+        Self::answer(r).await
+    }
+
+    /// Acknowledges messages: they are never delivered to `group` again.
+    pub async fn ack(&self, channel: &str, group: &str, ids: &[String]) -> Result<Settled, Error> {
+        self.settle("acks", channel, group, ids, None).await
+    }
+
+    /// Gives messages back for redelivery after `delay`.
+    pub async fn nack(
+        &self,
+        channel: &str,
+        group: &str,
+        ids: &[String],
+        delay: Duration,
+    ) -> Result<Settled, Error> {
+        self.settle("nacks", channel, group, ids, Some(delay)).await
+    }
+
+    /// Stops delivering messages to `group` without processing them.
+    pub async fn term(&self, channel: &str, group: &str, ids: &[String]) -> Result<Settled, Error> {
+        self.settle("terms", channel, group, ids, None).await
+    }
+
+    /// Per-receiver status of a message published from this node.
+    pub async fn status(&self, id: &str) -> Result<serde_json::Value, Error> {
+        let r = self
+            .http
+            .get(self.url(&format!("/v1/messages/{}", enc(id))))
+            .send()
+            .await
+            .map_err(Error::connect)?;
+        Self::answer(r).await
+    }
+
+    /// `GET` any JSON path of the API (e.g. `/v1/stats`).
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, Error> {
+        let r = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(Error::connect)?;
+        Self::answer(r).await
+    }
+
+    /// `/v1/stats`.
+    pub async fn stats(&self) -> Result<serde_json::Value, Error> {
+        self.get_json("/v1/stats").await
+    }
+}
+
+/// Percent-encodes a path segment (channels may contain `/`).
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

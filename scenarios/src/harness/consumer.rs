@@ -1,0 +1,79 @@
+//! An application that consumes through a consumer group and records what it got.
+
+use rmds::Client;
+use std::time::{Duration, Instant};
+
+/// What one application received, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    /// Every message, in the order the application saw it.
+    pub messages: Vec<rmds::Message>,
+}
+
+impl Received {
+    /// The `n` field of each JSON payload (`{"n": 17, ...}`), in order.
+    pub fn numbers(&self) -> Vec<u64> {
+        self.messages
+            .iter()
+            .filter_map(|m| m.data.as_ref()?.get("n")?.as_u64())
+            .collect()
+    }
+
+    /// Text payloads in order.
+    pub fn texts(&self) -> Vec<String> {
+        self.messages
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.payload()).into_owned())
+            .collect()
+    }
+
+    /// Numbers from messages sent by `sender`.
+    pub fn numbers_from(&self, sender: &str) -> Vec<u64> {
+        self.messages
+            .iter()
+            .filter(|m| m.sender == sender)
+            .filter_map(|m| m.data.as_ref()?.get("n")?.as_u64())
+            .collect()
+    }
+}
+
+/// Pulls and acknowledges until `expected` messages arrived or `timeout` passed, then
+/// keeps listening for `settle` more to catch anything extra (duplicates).
+pub async fn drain(
+    client: &Client,
+    channel: &str,
+    group: &str,
+    expected: usize,
+    timeout: Duration,
+    settle: Duration,
+) -> anyhow::Result<Received> {
+    let mut got = Received::default();
+    let deadline = Instant::now() + timeout;
+    let mut extra_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let until = extra_until.unwrap_or(deadline);
+        if now >= until {
+            break;
+        }
+        let wait = (until - now).min(Duration::from_secs(2));
+        let batch = match client.pull(channel, group, 500, wait).await {
+            Ok(b) => b,
+            // The agent may be restarting in a crash test; keep trying until the deadline.
+            Err(e) if e.kind == rmds::ErrorKind::Connect => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !batch.is_empty() {
+            let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+            client.ack(channel, group, &ids).await?;
+            got.messages.extend(batch);
+        }
+        if got.messages.len() >= expected && extra_until.is_none() {
+            extra_until = Some(Instant::now() + settle);
+        }
+    }
+    Ok(got)
+}

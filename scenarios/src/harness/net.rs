@@ -1,0 +1,286 @@
+//! A whole test network: NATS plus named agents with short intervals.
+
+use super::{eventually, free_port, AgentProc, AgentSpec, NatsServer};
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Builds a [`TestNet`].
+pub struct TestNetBuilder {
+    agents: Vec<AgentSpec>,
+    nats_up: bool,
+    settings: Vec<(String, String, toml::Value)>,
+    bin: Option<PathBuf>,
+}
+
+/// NATS and agents on loopback, each agent with its own temp data dir.
+pub struct TestNet {
+    path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    /// The NATS server.
+    pub nats: NatsServer,
+    agents: BTreeMap<String, AgentProc>,
+}
+
+/// Where the agent binary is: `RMDS_AGENT_BIN`, else next to the running executable
+/// (target/{profile}/ or its parent for test binaries in deps/).
+pub fn agent_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("RMDS_AGENT_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().map(PathBuf::from);
+    while let Some(d) = dir {
+        let candidate = d.join("rmds-agent");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = d.parent().map(PathBuf::from);
+        if dir.as_ref().is_some_and(|d| d.ends_with("target")) {
+            break;
+        }
+    }
+    anyhow::bail!(
+        "rmds-agent binary not found; build it (cargo build -p rmds-agent) or set RMDS_AGENT_BIN"
+    )
+}
+
+impl TestNet {
+    /// A builder with test-friendly short intervals.
+    pub fn builder() -> TestNetBuilder {
+        TestNetBuilder {
+            agents: Vec::new(),
+            nats_up: true,
+            settings: Vec::new(),
+            bin: None,
+        }
+    }
+
+    /// The temp directory holding every log and database.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// An agent by node id.
+    pub fn node(&mut self, id: &str) -> &mut AgentProc {
+        self.agents
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("no agent {id} in this net"))
+    }
+
+    /// A client for an agent.
+    pub fn client(&self, id: &str) -> rmds::Client {
+        self.agents
+            .get(id)
+            .unwrap_or_else(|| panic!("no agent {id} in this net"))
+            .client()
+            .clone()
+    }
+
+    /// Node ids.
+    pub fn nodes(&self) -> Vec<String> {
+        self.agents.keys().cloned().collect()
+    }
+
+    /// Stops NATS gracefully.
+    pub async fn stop_nats(&mut self) -> anyhow::Result<()> {
+        self.nats.stop().await
+    }
+
+    /// Kills NATS.
+    pub async fn kill_nats(&mut self) -> anyhow::Result<()> {
+        self.nats.kill().await
+    }
+
+    /// Starts NATS (same port).
+    pub async fn start_nats(&mut self) -> anyhow::Result<()> {
+        self.nats.start().await
+    }
+
+    /// Waits until `node` knows each of `readers` as a reader of `channel` and online.
+    pub async fn wait_discovered(
+        &self,
+        node: &str,
+        channel: &str,
+        readers: &[&str],
+    ) -> anyhow::Result<()> {
+        let c = self.client(node);
+        let want: Vec<String> = readers.iter().map(|s| s.to_string()).collect();
+        let ch = channel.to_string();
+        eventually(
+            Duration::from_secs(20),
+            &format!("{node} to discover readers {want:?} of {channel}"),
+            || {
+                let c = c.clone();
+                let want = want.clone();
+                let ch = ch.clone();
+                async move {
+                    let v = c
+                        .get_json(&format!("/v1/channels/{ch}/subscribers"))
+                        .await
+                        .ok()?;
+                    let subs = v["subscribers"].as_array()?;
+                    let ok = want.iter().all(|w| {
+                        subs.iter().any(|s| {
+                            s["node"] == w.as_str() && s["online"] == true && s["role"] != "writer"
+                        })
+                    });
+                    ok.then_some(())
+                }
+            },
+        )
+        .await
+    }
+
+    /// Fails if any agent's log shows a panic, or any agent process died on its own.
+    pub fn assert_healthy(&mut self) -> anyhow::Result<()> {
+        for (id, a) in self.agents.iter_mut() {
+            let log = std::fs::read_to_string(a.log_path()).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| l.contains("panicked")) {
+                anyhow::bail!("agent {id} panicked: {line}");
+            }
+            if let Some(code) = a.exited()? {
+                anyhow::bail!("agent {id} exited on its own with {code}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every delivery of `node` is acknowledged (pending 0).
+    pub async fn wait_drained(&self, node: &str, timeout: Duration) -> anyhow::Result<()> {
+        let c = self.client(node);
+        eventually(
+            timeout,
+            &format!("{node} to have no pending deliveries"),
+            || {
+                let c = c.clone();
+                async move {
+                    let s = c.stats().await.ok()?;
+                    (s["pending_messages"].as_u64()? == 0).then_some(())
+                }
+            },
+        )
+        .await
+    }
+}
+
+impl TestNetBuilder {
+    /// Adds an agent joining the given `channel:role` specs at start.
+    pub fn agent(mut self, id: &str, join: &[&str]) -> Self {
+        self.agents.push(AgentSpec {
+            node_id: id.into(),
+            join: join.iter().map(|s| s.to_string()).collect(),
+        });
+        self
+    }
+
+    /// Leaves NATS stopped at start.
+    pub fn nats_down(mut self) -> Self {
+        self.nats_up = false;
+        self
+    }
+
+    /// Sets a config key for every agent, e.g. `("delivery", "max_retry_attempts", 3)`;
+    /// an empty section sets a top-level key.
+    pub fn set(mut self, section: &str, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.settings
+            .push((section.into(), key.into(), value.into()));
+        self
+    }
+
+    /// Uses this agent binary.
+    pub fn binary(mut self, bin: PathBuf) -> Self {
+        self.bin = Some(bin);
+        self
+    }
+
+    fn config(&self, spec: &AgentSpec, port: u16, data: &std::path::Path, nats: &str) -> String {
+        let mut t: toml::Table = toml::from_str(&format!(
+            r#"
+node_id = "{id}"
+data_dir = "{data}"
+listen = "127.0.0.1:{port}"
+[nats]
+urls = ["{nats}"]
+ping_interval = "500ms"
+reconnect_max_delay = "200ms"
+[discovery]
+keepalive_interval = "250ms"
+node_offline_timeout = "1500ms"
+[delivery]
+ack_timeout = "1s"
+retry_initial = "100ms"
+retry_max = "1s"
+sweep_interval = "300ms"
+[groups]
+ack_wait = "5s"
+[log]
+level = "info,async_nats=warn"
+"#,
+            id = spec.node_id,
+            data = data.display(),
+        ))
+        .unwrap_or_default();
+        t.insert(
+            "join".into(),
+            toml::Value::Array(
+                spec.join
+                    .iter()
+                    .map(|j| toml::Value::String(j.clone()))
+                    .collect(),
+            ),
+        );
+        for (section, key, value) in &self.settings {
+            if section.is_empty() {
+                t.insert(key.clone(), value.clone());
+            } else if let Some(toml::Value::Table(s)) = t.get_mut(section) {
+                s.insert(key.clone(), value.clone());
+            } else {
+                let mut s = toml::Table::new();
+                s.insert(key.clone(), value.clone());
+                t.insert(section.clone(), toml::Value::Table(s));
+            }
+        }
+        toml::to_string(&t).unwrap_or_default()
+    }
+
+    /// Starts NATS (unless `nats_down`) and every agent.
+    pub async fn start(self) -> anyhow::Result<TestNet> {
+        let dir = tempfile::Builder::new().prefix("rmds-test-").tempdir()?;
+        let bin = match &self.bin {
+            Some(b) => b.clone(),
+            None => agent_binary()?,
+        };
+        let mut nats = NatsServer::new(dir.path(), "nats");
+        if self.nats_up {
+            nats.start().await?;
+        }
+        let mut agents = BTreeMap::new();
+        for spec in &self.agents {
+            let port = free_port();
+            let data = dir.path().join(&spec.node_id).join("data");
+            let toml = self.config(spec, port, &data, &nats.url());
+            let mut a = AgentProc::new(&bin, dir.path(), &spec.node_id, port, &toml)?;
+            a.start()
+                .await
+                .with_context(|| format!("starting {}", spec.node_id))?;
+            agents.insert(spec.node_id.clone(), a);
+        }
+        let path = dir.path().to_path_buf();
+        // RMDS_KEEP_TEST_DIRS=1 keeps logs and databases for a post-mortem.
+        let dir = if std::env::var_os("RMDS_KEEP_TEST_DIRS").is_some() {
+            eprintln!("test net directory (kept): {}", path.display());
+            let _ = dir.keep();
+            None
+        } else {
+            Some(dir)
+        };
+        Ok(TestNet {
+            path,
+            _dir: dir,
+            nats,
+            agents,
+        })
+    }
+}
