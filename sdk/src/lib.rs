@@ -93,6 +93,19 @@ pub enum Role {
     Rw,
 }
 
+/// Options of [`Client::publish_with`].
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// Content type (default `application/octet-stream`).
+    pub content_type: String,
+    /// Time to live (default: the agent's `message_expiry`).
+    pub ttl: Option<Duration>,
+    /// Same key, same message: stored once.
+    pub idempotency_key: Option<String>,
+    /// Application headers.
+    pub headers: Vec<(String, String)>,
+}
+
 /// The agent's answer to a publish.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Receipt {
@@ -278,18 +291,43 @@ impl Client {
         content_type: &str,
         ttl: Option<Duration>,
     ) -> Result<Receipt, Error> {
+        self.publish_with(
+            channel,
+            payload,
+            &PublishOptions {
+                content_type: content_type.into(),
+                ttl,
+                ..PublishOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Publishes with every option. With an idempotency key, retrying after an
+    /// ambiguous failure (timeout, agent crash) never stores the message twice.
+    pub async fn publish_with(
+        &self,
+        channel: &str,
+        payload: Vec<u8>,
+        opts: &PublishOptions,
+    ) -> Result<Receipt, Error> {
         let mut url = self.url(&format!("/v1/channels/{}/messages", enc(channel)));
-        if let Some(t) = ttl {
+        if let Some(t) = opts.ttl {
             url.push_str(&format!("?ttl={}ms", t.as_millis()));
         }
-        let r = self
-            .http
-            .post(url)
-            .header("content-type", content_type)
-            .body(payload)
-            .send()
-            .await
-            .map_err(Error::connect)?;
+        let ct = if opts.content_type.is_empty() {
+            "application/octet-stream"
+        } else {
+            &opts.content_type
+        };
+        let mut req = self.http.post(url).header("content-type", ct).body(payload);
+        if let Some(k) = &opts.idempotency_key {
+            req = req.header("idempotency-key", k);
+        }
+        for (k, v) in &opts.headers {
+            req = req.header(format!("rmds-header-{k}"), v);
+        }
+        let r = req.send().await.map_err(Error::connect)?;
         Self::answer(r).await
     }
 

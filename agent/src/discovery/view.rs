@@ -147,11 +147,16 @@ impl View {
 
     fn set_online(&mut self, node: &NodeId, online: bool) {
         if let Some(tx) = self.liveness.get(node) {
-            tx.send_modify(|l| {
-                if online && !l.online {
+            // Only a real transition notifies: senders restart their round on it.
+            tx.send_if_modified(|l| {
+                if l.online == online {
+                    return false;
+                }
+                if online {
                     l.generation += 1;
                 }
                 l.online = online;
+                true
             });
         }
     }
@@ -317,6 +322,10 @@ mod tests {
         );
         let c = v.apply(&ann("lisa", &[("chat", Role::Reader)]), t0, 1);
         assert!(c.new_reader_channels.is_empty());
+        assert!(
+            !live.has_changed().unwrap(),
+            "a keepalive from an online peer must not look like a comeback"
+        );
         assert_eq!(
             v.readers(&Channel::new("chat").unwrap()),
             vec![lisa.clone()]

@@ -500,13 +500,20 @@ pub fn sweep(conn: &Connection, now: i64, retention_ms: i64, limit: i64) -> Resu
         .execute([now])? as u64;
     conn.prepare_cached("DELETE FROM unrouted WHERE expires_at <= ?")?
         .execute([now])?;
+    // Status records of finished deliveries are kept for the retention period...
     out.deleted += conn
         .prepare_cached(
             "DELETE FROM deliveries WHERE (receiver, channel, seq) IN (
-               SELECT d.receiver, d.channel, d.seq FROM deliveries d JOIN messages m ON m.id = d.message_id
-               WHERE d.state >= 2 AND (d.done_at < ? OR m.expires_at <= ?) LIMIT ?)",
+               SELECT receiver, channel, seq FROM deliveries
+               WHERE state >= 2 AND done_at < ? LIMIT ?)",
         )?
-        .execute(params![now - retention_ms, now, limit])? as u64;
+        .execute(params![now - retention_ms, limit])? as u64;
+    // ...but no payload is kept past its TTL.
+    conn.prepare_cached(
+        "UPDATE messages SET payload = x'' WHERE id IN (
+           SELECT id FROM messages WHERE expires_at <= ? AND length(payload) > 0 LIMIT ?)",
+    )?
+    .execute(params![now, limit])?;
     out.deleted += conn
         .prepare_cached(
             "DELETE FROM messages WHERE id IN (

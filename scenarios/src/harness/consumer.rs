@@ -39,6 +39,11 @@ impl Received {
 
 /// Pulls and acknowledges until `expected` messages arrived or `timeout` passed, then
 /// keeps listening for `settle` more to catch anything extra (duplicates).
+///
+/// Like a careful application, it counts a message as processed only once its ack was
+/// applied: a message whose ack was refused (lease lost in an agent restart) or whose
+/// ack call failed is expected back and is counted when it returns; one whose ack
+/// outcome is unknown and never returns was acknowledged and is counted at the end.
 pub async fn drain(
     client: &Client,
     channel: &str,
@@ -48,6 +53,7 @@ pub async fn drain(
     settle: Duration,
 ) -> anyhow::Result<Received> {
     let mut got = Received::default();
+    let mut uncertain: Vec<rmds::Message> = Vec::new();
     let deadline = Instant::now() + timeout;
     let mut extra_until: Option<Instant> = None;
     loop {
@@ -60,20 +66,34 @@ pub async fn drain(
         let batch = match client.pull(channel, group, 500, wait).await {
             Ok(b) => b,
             // The agent may be restarting in a crash test; keep trying until the deadline.
-            Err(e) if e.kind == rmds::ErrorKind::Connect => {
+            Err(e) if matches!(e.kind, rmds::ErrorKind::Connect | rmds::ErrorKind::Decode) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
-        if !batch.is_empty() {
-            let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
-            client.ack(channel, group, &ids).await?;
-            got.messages.extend(batch);
+        if batch.is_empty() {
+            continue;
         }
-        if got.messages.len() >= expected && extra_until.is_none() {
+        uncertain.retain(|u| !batch.iter().any(|m| m.id == u.id));
+        let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+        match client.ack(channel, group, &ids).await {
+            Ok(settled) => {
+                for m in batch {
+                    if settled.applied.contains(&m.id) {
+                        got.messages.push(m);
+                    }
+                }
+            }
+            Err(e) if matches!(e.kind, rmds::ErrorKind::Connect | rmds::ErrorKind::Decode) => {
+                uncertain.extend(batch);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if got.messages.len() + uncertain.len() >= expected && extra_until.is_none() {
             extra_until = Some(Instant::now() + settle);
         }
     }
+    got.messages.extend(uncertain);
     Ok(got)
 }
