@@ -110,6 +110,10 @@ impl Metrics {
             "invalid_acks": self.invalid_acks.get(),
             "malformed_frames": self.malformed_frames.get(),
             "bad_signatures": self.bad_signatures.get(),
+            "misrouted_frames": self.misrouted_frames.get(),
+            "api_client_errors": self.api_client_errors.get(),
+            "store_errors": self.store_errors.get(),
+            "sent_batches": self.sent_batches.get(),
             "unrouted_messages": self.unrouted_messages.get(),
             "peers_online": self.peers_online.get(),
         })
