@@ -42,7 +42,7 @@ pub struct AppState {
     pub transport: Transport,
 }
 
-async fn count_errors(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn count_errors(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     if resp.status().is_client_error() {
         state.metrics.api_client_errors.inc();
@@ -56,6 +56,7 @@ async fn not_found() -> ApiError {
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
+    let state = Arc::new(state);
     // Bodies are checked against the NATS max payload by the handlers (413 with a clear
     // message); this outer limit only stops absurd uploads.
     let limit = state.config.nats.max_payload.max(8 * 1024 * 1024) * 4;

@@ -13,7 +13,7 @@ use crate::config::DeliveryConfig;
 use crate::discovery::{Discovery, DiscoveryEvent};
 use crate::metrics::Metrics;
 use crate::names::{Channel, NodeId};
-use crate::store::{self, now_ms, Store};
+use crate::store::{self, now_ms, NewMessage, Store};
 use crate::transport::Transport;
 use crate::wire::{Ack, Packet};
 use futures::StreamExt;
@@ -29,6 +29,7 @@ enum Command {
         receiver: NodeId,
         channel: Channel,
         seq: u64,
+        msg: Option<Arc<NewMessage>>,
     },
     Kick {
         receiver: NodeId,
@@ -90,14 +91,22 @@ impl Delivery {
         (Delivery { tx }, task)
     }
 
-    /// A delivery was committed: its stream should send it.
-    pub async fn enqueued(&self, receiver: NodeId, channel: Channel, seq: u64) {
+    /// A delivery was committed: its stream should send it. With the message itself,
+    /// the stream can send it without reading it back from SQLite.
+    pub async fn enqueued(
+        &self,
+        receiver: NodeId,
+        channel: Channel,
+        seq: u64,
+        msg: Option<Arc<NewMessage>>,
+    ) {
         let _ = self
             .tx
             .send(Command::Enqueued {
                 receiver,
                 channel,
                 seq,
+                msg,
             })
             .await;
     }
@@ -168,8 +177,12 @@ impl DeliveryTask {
                 biased;
                 _ = cancel.cancelled() => break,
                 Some(cmd) = self.rx.recv() => match cmd {
-                    Command::Enqueued { receiver, channel, seq } => {
-                        self.send(&receiver, &channel, StreamCmd::New(seq)).await;
+                    Command::Enqueued { receiver, channel, seq, msg } => {
+                        let cmd = match msg {
+                            Some(m) => StreamCmd::Fresh(seq, m),
+                            None => StreamCmd::New(seq),
+                        };
+                        self.send(&receiver, &channel, cmd).await;
                     }
                     Command::Kick { receiver, channel } => {
                         self.send(&receiver, &channel, StreamCmd::Kick).await;

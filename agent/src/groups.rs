@@ -296,23 +296,42 @@ impl Groups {
             }
             Settle::Ack | Settle::Term => {
                 if !offsets.is_empty() {
-                    let (c, n, os) = (channel.to_string(), group.to_string(), offsets.clone());
-                    let floor = self
-                        .store
+                    // Work out the new state, persist it, and only then adopt it.
+                    let old_floor = st.floor;
+                    let mut acked = st.acked.clone();
+                    let mut new_above = Vec::new();
+                    for &o in &offsets {
+                        if o > old_floor && acked.insert(o) {
+                            new_above.push(o);
+                        }
+                    }
+                    let mut floor = old_floor;
+                    while acked.remove(&(floor + 1)) {
+                        floor += 1;
+                    }
+                    new_above.retain(|&o| o > floor);
+                    let (c, n) = (channel.to_string(), group.to_string());
+                    self.store
                         .writer
-                        .run(move |conn| store::groups::ack(conn, &c, &n, &os, now_ms()))
+                        .run(move |conn| {
+                            store::groups::save_acks(
+                                conn,
+                                &c,
+                                &n,
+                                old_floor,
+                                floor,
+                                &new_above,
+                                now_ms(),
+                            )
+                        })
                         .await?;
                     for o in offsets {
                         if let Some(l) = st.leases.remove(&o) {
                             st.by_id.remove(&l.id);
                         }
-                        if o > floor {
-                            st.acked.insert(o);
-                        }
                     }
                     st.floor = floor;
-                    let f = st.floor;
-                    st.acked.retain(|&o| o > f);
+                    st.acked = acked;
                 }
             }
         }

@@ -12,9 +12,10 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// `GET /healthz`.
-pub async fn healthz(State(s): State<AppState>) -> Json<Value> {
+pub async fn healthz(State(s): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({
         "status": "ok",
         "node_id": s.discovery.me(),
@@ -23,7 +24,7 @@ pub async fn healthz(State(s): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(s): State<AppState>) -> Response {
+pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     refresh(&s).await;
     (
         [(
@@ -58,7 +59,7 @@ async fn refresh(s: &AppState) {
 }
 
 /// `GET /v1/stats`.
-pub async fn stats(State(s): State<AppState>) -> Json<Value> {
+pub async fn stats(State(s): State<Arc<AppState>>) -> Json<Value> {
     refresh(&s).await;
     let mut v = s.metrics.stats();
     v["node_id"] = json!(s.discovery.me());
@@ -73,7 +74,7 @@ pub struct JoinBody {
 
 /// `PUT /v1/channels/{ch}` `{"role": "reader"|"writer"|"rw"}`: join (idempotent).
 pub async fn join(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Path(ch): Path<String>,
     body: Result<Json<JoinBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -100,7 +101,7 @@ pub async fn join(
 
 /// `DELETE /v1/channels/{ch}`: leave.
 pub async fn leave(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Path(ch): Path<String>,
 ) -> Result<Response, ApiError> {
     let channel = Channel::new(ch)?;
@@ -137,7 +138,7 @@ fn members(s: &AppState) -> BTreeMap<String, Vec<Value>> {
 }
 
 /// `GET /v1/channels`: every channel this node knows of.
-pub async fn channels(State(s): State<AppState>) -> Json<Value> {
+pub async fn channels(State(s): State<Arc<AppState>>) -> Json<Value> {
     let list: Vec<Value> = members(&s)
         .into_iter()
         .map(|(c, ms)| {
@@ -155,7 +156,7 @@ pub async fn channels(State(s): State<AppState>) -> Json<Value> {
 
 /// `GET /v1/channels/{ch}`.
 pub async fn channel(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Path(ch): Path<String>,
 ) -> Result<Response, ApiError> {
     let channel = Channel::new(ch)?;
@@ -171,7 +172,7 @@ pub async fn channel(
 
 /// `GET /v1/channels/{ch}/subscribers`.
 pub async fn subscribers(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Path(ch): Path<String>,
 ) -> Result<Response, ApiError> {
     let channel = Channel::new(ch)?;
@@ -180,7 +181,7 @@ pub async fn subscribers(
 }
 
 /// `GET /v1/nodes`.
-pub async fn nodes(State(s): State<AppState>) -> Json<Value> {
+pub async fn nodes(State(s): State<Arc<AppState>>) -> Json<Value> {
     let me = json!({
         "node_id": s.discovery.me(),
         "online": true,
@@ -199,7 +200,7 @@ pub async fn nodes(State(s): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /v1/topology`: channels with their readers and writers, and node liveness.
-pub async fn topology(State(s): State<AppState>) -> Json<Value> {
+pub async fn topology(State(s): State<Arc<AppState>>) -> Json<Value> {
     let mut channels = serde_json::Map::new();
     for (c, ms) in members(&s) {
         let pick = |f: &dyn Fn(&str) -> bool| -> Vec<Value> {

@@ -15,6 +15,7 @@ use axum::Json;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Request headers with this prefix become message headers.
@@ -61,12 +62,8 @@ struct Draft {
     idempotency_key: Option<String>,
 }
 
-/// The result of one publish, as JSON, with its status.
-async fn publish_one(
-    state: &AppState,
-    channel: &Channel,
-    d: Draft,
-) -> Result<(StatusCode, Value), ApiError> {
+/// Validates a draft and turns it into a message ready to store.
+fn prepare(state: &AppState, channel: &Channel, d: Draft) -> Result<NewMessage, ApiError> {
     let headers_json = serde_json::to_string(&d.headers).unwrap_or_else(|_| "[]".into());
     let max = max_message(state, &d.content_type, &headers_json);
     if d.payload.len() > max {
@@ -82,20 +79,14 @@ async fn publish_one(
         ));
     }
     if d.content_type.starts_with("application/json")
-        && serde_json::from_slice::<Value>(&d.payload).is_err()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(&d.payload).is_err()
     {
         return Err(ApiError::bad_request(
             "body is not valid JSON but Content-Type is application/json",
         ));
     }
-    let receivers: Vec<String> = state
-        .discovery
-        .readers(channel)
-        .into_iter()
-        .map(|n| n.to_string())
-        .collect();
     let now = now_ms();
-    let msg = NewMessage {
+    Ok(NewMessage {
         id: ulid::Ulid::new().to_string(),
         channel: channel.to_string(),
         created_at: now,
@@ -104,21 +95,42 @@ async fn publish_one(
         headers: headers_json,
         payload: d.payload,
         idempotency_key: d.idempotency_key,
-    };
+    })
+}
+
+fn readers(state: &AppState, channel: &Channel) -> Vec<String> {
+    state
+        .discovery
+        .readers(channel)
+        .into_iter()
+        .map(|n| n.to_string())
+        .collect()
+}
+
+/// The result of one publish, as JSON, with its status.
+async fn publish_one(
+    state: &AppState,
+    channel: &Channel,
+    d: Draft,
+) -> Result<(StatusCode, Value), ApiError> {
+    let msg = Arc::new(prepare(state, channel, d)?);
+    let receivers = readers(state, channel);
     let limit = state.config.delivery.max_messages_per_receiver;
     let overflow = state.config.delivery.overflow;
+    let m = msg.clone();
     let outcome = state
         .store
         .writer
-        .run(move |c| store::outbox::publish(c, &msg, &receivers, limit, overflow))
+        .run(move |c| store::outbox::publish(c, &m, &receivers, limit, overflow))
         .await?;
-    finish_publish(state, channel, outcome).await
+    finish_publish(state, channel, outcome, msg).await
 }
 
 async fn finish_publish(
     state: &AppState,
     channel: &Channel,
     outcome: PublishOutcome,
+    msg: Arc<NewMessage>,
 ) -> Result<(StatusCode, Value), ApiError> {
     match outcome {
         PublishOutcome::Accepted {
@@ -142,7 +154,10 @@ async fn finish_publish(
             let receivers: Vec<String> = routes.iter().map(|(r, _)| r.clone()).collect();
             for (r, seq) in routes {
                 if let Ok(r) = NodeId::new(r) {
-                    state.delivery.enqueued(r, channel.clone(), seq).await;
+                    state
+                        .delivery
+                        .enqueued(r, channel.clone(), seq, Some(msg.clone()))
+                        .await;
                 }
             }
             Ok((
@@ -196,7 +211,7 @@ fn ttl_of(state: &AppState, q: &Option<String>) -> Result<Duration, ApiError> {
 
 /// `POST /v1/channels/{ch}/messages`: the body is the payload.
 pub async fn publish(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(ch): Path<String>,
     query: Result<Query<PublishQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -233,7 +248,7 @@ pub async fn publish(
 
 /// `POST /v1/channels/{ch}/messages:batch`: a JSON array or NDJSON of payloads.
 pub async fn publish_batch(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(ch): Path<String>,
     query: Result<Query<PublishQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -272,12 +287,11 @@ pub async fn publish_batch(
             format!("batch of {} items exceeds the limit of 10000", items.len()),
         ));
     }
-    // Submit every item in order (they share group commits), then collect results.
-    let mut results = Vec::with_capacity(items.len());
-    let mut accepted = 0usize;
+    // Validate every item, then store all valid ones in one job (one transaction).
+    let mut prepared: Vec<Result<NewMessage, ApiError>> = Vec::with_capacity(items.len());
     for item in items {
         let payload = serde_json::to_vec(&item).unwrap_or_default();
-        let r = publish_one(
+        prepared.push(prepare(
             &state,
             &channel,
             Draft {
@@ -287,14 +301,46 @@ pub async fn publish_batch(
                 ttl,
                 idempotency_key: None,
             },
-        )
-        .await;
+        ));
+    }
+    let msgs: Vec<Arc<NewMessage>> = prepared
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned().map(Arc::new))
+        .collect();
+    let mut stored = msgs.clone().into_iter();
+    let receivers = readers(&state, &channel);
+    let limit = state.config.delivery.max_messages_per_receiver;
+    let overflow = state.config.delivery.overflow;
+    let mut outcomes = state
+        .store
+        .writer
+        .run(move |c| {
+            msgs.iter()
+                .map(|m| store::outbox::publish(c, m, &receivers, limit, overflow))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?
+        .into_iter();
+    let mut results = Vec::with_capacity(prepared.len());
+    let mut accepted = 0usize;
+    for p in prepared {
+        let r = match p {
+            Ok(_) => match (outcomes.next(), stored.next()) {
+                (Some(outcome), Some(msg)) => finish_publish(&state, &channel, outcome, msg).await,
+                _ => Err(ApiError::unavailable(
+                    "store returned fewer results than items",
+                )),
+            },
+            Err(e) => Err(e),
+        };
         match r {
             Ok((status, v)) => {
                 accepted += 1;
                 results.push(json!({"status": status.as_u16(), "id": v["id"], "receivers": v["receivers"]}));
             }
-            Err(e) => results.push(json!({"status": e.status.as_u16(), "error": {"code": e.code, "message": e.message}})),
+            Err(e) => results.push(
+                json!({"status": e.status.as_u16(), "error": {"code": e.code, "message": e.message}}),
+            ),
         }
     }
     let status = if accepted == results.len() {
@@ -362,7 +408,7 @@ fn check_reader(state: &AppState, channel: &Channel) -> Result<(), ApiError> {
 
 /// `GET /v1/channels/{ch}/messages?group=g&max=n&wait=5s`: long-poll pull.
 pub async fn pull(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(ch): Path<String>,
     query: Result<Query<PullQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -405,7 +451,7 @@ pub struct SettleBody {
 }
 
 async fn settle(
-    state: AppState,
+    state: Arc<AppState>,
     ch: String,
     body: Result<Json<SettleBody>, JsonRejection>,
     kind: &str,
@@ -438,7 +484,7 @@ async fn settle(
 
 /// `POST /v1/channels/{ch}/acks`.
 pub async fn ack(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(ch): Path<String>,
     body: Result<Json<SettleBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -447,7 +493,7 @@ pub async fn ack(
 
 /// `POST /v1/channels/{ch}/nacks` (optional `delay`).
 pub async fn nack(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(ch): Path<String>,
     body: Result<Json<SettleBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -456,7 +502,7 @@ pub async fn nack(
 
 /// `POST /v1/channels/{ch}/terms`.
 pub async fn term(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(ch): Path<String>,
     body: Result<Json<SettleBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -465,7 +511,7 @@ pub async fn term(
 
 /// `GET /v1/messages/{id}`: per-receiver status at the sender.
 pub async fn status(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {

@@ -4,8 +4,10 @@ use super::window::{AckOutcome, Action, Window, WindowConfig};
 use super::Shared;
 use crate::discovery::Liveness;
 use crate::names::{Channel, NodeId};
-use crate::store::{self, now_ms, DeliveryState, WindowRow};
+use crate::store::{self, now_ms, DeliveryState, NewMessage, WindowRow};
 use crate::wire::{DataBatch, Entry, MessageBody, Packet, FRAME_OVERHEAD};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -15,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 pub(crate) enum StreamCmd {
     /// Sequences up to this one exist.
     New(u64),
+    /// This sequence exists and here is its message (no need to read it back).
+    Fresh(u64, Arc<NewMessage>),
     /// The receiver acknowledged up to this sequence.
     Ack(u64),
     /// Rows changed state (expired/dropped): resend the window from the head.
@@ -28,6 +32,10 @@ pub(crate) struct StreamTask {
     rx: mpsc::Receiver<StreamCmd>,
     /// Send times of the current head's rounds, kept for the dead-letter history.
     history: Vec<i64>,
+    /// Messages just published, by sequence, so that the first send needs no read.
+    /// Bounded; anything missing is read from SQLite. Cleared when rows change state
+    /// behind the stream's back (expiry sweep, drop_oldest).
+    fresh: BTreeMap<u64, Arc<NewMessage>>,
 }
 
 impl StreamTask {
@@ -43,6 +51,7 @@ impl StreamTask {
             channel,
             rx,
             history: Vec::new(),
+            fresh: BTreeMap::new(),
         }
     }
 
@@ -129,9 +138,20 @@ impl StreamTask {
     fn apply(&mut self, window: &mut Window, cmd: StreamCmd) {
         match cmd {
             StreamCmd::New(seq) => window.on_new(seq),
-            StreamCmd::Kick => window.restart(),
+            StreamCmd::Fresh(seq, msg) => {
+                window.on_new(seq);
+                if seq > window.acked() && self.fresh.len() < 4 * self.shared.config.window as usize
+                {
+                    self.fresh.insert(seq, msg);
+                }
+            }
+            StreamCmd::Kick => {
+                self.fresh.clear();
+                window.restart();
+            }
             StreamCmd::Ack(seq) => match window.on_ack(seq, Instant::now()) {
                 AckOutcome::Advanced { from, to } => {
+                    self.fresh = self.fresh.split_off(&(to + 1));
                     self.history.clear();
                     self.shared.metrics.received_acks.inc();
                     self.commit_ack(from, to);
@@ -211,6 +231,7 @@ impl StreamTask {
         self.history.clear();
         match res {
             Ok(Some((seq, id))) => {
+                self.fresh.remove(&seq);
                 self.shared.metrics.dead_lettered.inc();
                 self.shared.metrics.pending_messages.dec();
                 tracing::warn!(peer = %self.receiver, channel = %self.channel, seq, msg = %id, attempts, "dead-lettered");
@@ -223,21 +244,45 @@ impl StreamTask {
         }
     }
 
-    async fn send(&mut self, window: &mut Window, from: u64, to: u64, resend: bool) -> bool {
+    /// The rows `from..=to` from memory when every one is there, else from SQLite.
+    async fn rows(&self, from: u64, to: u64) -> Option<Vec<WindowRow>> {
+        if (from..=to).all(|s| self.fresh.contains_key(&s)) {
+            return Some(
+                self.fresh
+                    .range(from..=to)
+                    .map(|(&seq, m)| WindowRow {
+                        seq,
+                        state: DeliveryState::Queued,
+                        id: m.id.clone(),
+                        created_at: m.created_at,
+                        expires_at: m.expires_at,
+                        content_type: m.content_type.clone(),
+                        headers: m.headers.clone(),
+                        payload: m.payload.clone(),
+                    })
+                    .collect(),
+            );
+        }
         let (r, c) = (self.receiver.to_string(), self.channel.to_string());
-        let rows = match self
+        match self
             .shared
             .store
             .reads
             .read(move |conn| store::outbox::window(conn, &r, &c, from, to))
             .await
         {
-            Ok(rows) => rows,
+            Ok(rows) => Some(rows),
             Err(e) => {
                 self.shared.metrics.store_errors.inc();
                 tracing::warn!(error = %e, "cannot read stream window");
-                return false;
+                None
             }
+        }
+    }
+
+    async fn send(&mut self, window: &mut Window, from: u64, to: u64, resend: bool) -> bool {
+        let Some(rows) = self.rows(from, to).await else {
+            return false;
         };
         let now = now_ms();
         let threshold = self

@@ -118,47 +118,36 @@ pub fn load_groups(conn: &Connection) -> Result<Vec<GroupRow>> {
     Ok(out)
 }
 
-/// Records acknowledgements and advances the floor over contiguous acks.
-/// Returns the new floor.
-pub fn ack(conn: &Connection, channel: &str, name: &str, offsets: &[u64], now: i64) -> Result<u64> {
-    let floor: i64 = conn
-        .prepare_cached("SELECT ack_floor FROM groups WHERE channel = ? AND name = ?")?
-        .query_row(params![channel, name], |r| r.get(0))?;
+/// Persists a group's acknowledgement state: the new floor, and the acknowledged
+/// offsets above it that were not recorded yet. Rows at or below the floor go away.
+pub fn save_acks(
+    conn: &Connection,
+    channel: &str,
+    name: &str,
+    old_floor: u64,
+    new_floor: u64,
+    above_floor: &[u64],
+    now: i64,
+) -> Result<()> {
     {
         let mut ins = conn.prepare_cached(
             "INSERT OR IGNORE INTO group_acks(channel, grp, offset) VALUES (?, ?, ?)",
         )?;
-        for &o in offsets {
-            if o as i64 > floor {
-                ins.execute(params![channel, name, o as i64])?;
-            }
+        for &o in above_floor {
+            ins.execute(params![channel, name, o as i64])?;
         }
     }
-    let above: Vec<i64> = conn
-        .prepare_cached(
-            "SELECT offset FROM group_acks WHERE channel = ? AND grp = ? AND offset > ? ORDER BY offset",
-        )?
-        .query_map(params![channel, name, floor], |r| r.get(0))?
-        .collect::<std::result::Result<_, _>>()?;
-    let mut new_floor = floor;
-    for o in above {
-        if o == new_floor + 1 {
-            new_floor = o;
-        } else {
-            break;
-        }
-    }
-    if new_floor != floor {
+    if new_floor != old_floor {
         conn.prepare_cached(
             "DELETE FROM group_acks WHERE channel = ? AND grp = ? AND offset <= ?",
         )?
-        .execute(params![channel, name, new_floor])?;
+        .execute(params![channel, name, new_floor as i64])?;
     }
     conn.prepare_cached(
         "UPDATE groups SET ack_floor = ?, last_active = ? WHERE channel = ? AND name = ?",
     )?
-    .execute(params![new_floor, now, channel, name])?;
-    Ok(new_floor as u64)
+    .execute(params![new_floor as i64, now, channel, name])?;
+    Ok(())
 }
 
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {

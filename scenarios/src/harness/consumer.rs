@@ -40,10 +40,11 @@ impl Received {
 /// Pulls and acknowledges until `expected` messages arrived or `timeout` passed, then
 /// keeps listening for `settle` more to catch anything extra (duplicates).
 ///
-/// Like a careful application, it counts a message as processed only once its ack was
-/// applied: a message whose ack was refused (lease lost in an agent restart) or whose
-/// ack call failed is expected back and is counted when it returns; one whose ack
-/// outcome is unknown and never returns was acknowledged and is counted at the end.
+/// Like a careful application, it processes each message where it first sees it. When
+/// the outcome of an ack is unknown (the call failed, or the agent restarted and no
+/// longer knew the lease), the message may legitimately come back: such a redelivery
+/// is recognised by id and acknowledged again, not processed twice. Any other repeat
+/// is recorded, so the checker reports it as a duplicate.
 pub async fn drain(
     client: &Client,
     channel: &str,
@@ -53,7 +54,7 @@ pub async fn drain(
     settle: Duration,
 ) -> anyhow::Result<Received> {
     let mut got = Received::default();
-    let mut uncertain: Vec<rmds::Message> = Vec::new();
+    let mut unconfirmed: std::collections::HashSet<String> = Default::default();
     let deadline = Instant::now() + timeout;
     let mut extra_until: Option<Instant> = None;
     loop {
@@ -75,25 +76,22 @@ pub async fn drain(
         if batch.is_empty() {
             continue;
         }
-        uncertain.retain(|u| !batch.iter().any(|m| m.id == u.id));
         let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
-        match client.ack(channel, group, &ids).await {
-            Ok(settled) => {
-                for m in batch {
-                    if settled.applied.contains(&m.id) {
-                        got.messages.push(m);
-                    }
-                }
+        for m in batch {
+            if !unconfirmed.remove(&m.id) {
+                got.messages.push(m);
             }
+        }
+        match client.ack(channel, group, &ids).await {
+            Ok(settled) => unconfirmed.extend(settled.not_found),
             Err(e) if matches!(e.kind, rmds::ErrorKind::Connect | rmds::ErrorKind::Decode) => {
-                uncertain.extend(batch);
+                unconfirmed.extend(ids);
             }
             Err(e) => return Err(e.into()),
         }
-        if got.messages.len() + uncertain.len() >= expected && extra_until.is_none() {
+        if got.messages.len() >= expected && extra_until.is_none() {
             extra_until = Some(Instant::now() + settle);
         }
     }
-    got.messages.extend(uncertain);
     Ok(got)
 }
