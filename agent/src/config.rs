@@ -528,11 +528,17 @@ impl Config {
             node_id: "node-1".into(),
             ..Config::default()
         };
-        let body = toml::to_string_pretty(&c).unwrap_or_default();
+        let body = toml::to_string_pretty(&c).unwrap_or_default().replacen(
+            "max_payload = ",
+            "# Shared HMAC key; unset by default. Set the same value on every node to sign\n\
+                 # all traffic and drop anything unsigned or forged.\n\
+                 # cluster_key = \"change-me\"\n\
+                 max_payload = ",
+            1,
+        );
         format!(
             "# rmds-agent configuration. Precedence: this file < RMDS_* env < flags.\n\
-             # Durations are written like \"10s\", \"5m\", \"24h\", \"7days\".\n\
-             # cluster_key (under [nats]) is unset by default: set it on every node to sign traffic.\n\n{body}"
+             # Durations are written like \"10s\", \"5m\", \"24h\", \"7days\".\n\n{body}"
         )
     }
 }
@@ -559,6 +565,7 @@ mod tests {
             "window",
             "enable_compression",
             "delivered_message_retention",
+            "cluster_key",
         ] {
             assert!(text.contains(key), "{key} missing from generated config");
         }
