@@ -35,6 +35,8 @@ enum Command {
         receiver: NodeId,
         channel: Channel,
     },
+    /// Unrouted messages of this channel may have readers now.
+    Route(Channel),
 }
 
 /// Handle to the sending side. Cheap to clone.
@@ -115,6 +117,12 @@ impl Delivery {
     pub async fn kick(&self, receiver: NodeId, channel: Channel) {
         let _ = self.tx.send(Command::Kick { receiver, channel }).await;
     }
+
+    /// A message was stored unrouted: give it to every reader known now. Closes the
+    /// gap between the publish reading the reader list and a reader appearing.
+    pub async fn route(&self, channel: Channel) {
+        let _ = self.tx.send(Command::Route(channel)).await;
+    }
 }
 
 impl DeliveryTask {
@@ -152,22 +160,7 @@ impl DeliveryTask {
         };
         let mut events = self.shared.discovery.subscribe();
         // Resume every stream with unacknowledged deliveries.
-        match self
-            .shared
-            .store
-            .reads
-            .read(store::outbox::open_streams)
-            .await
-        {
-            Ok(rows) => {
-                for row in rows {
-                    if let (Ok(r), Ok(c)) = (NodeId::new(row.receiver), Channel::new(row.channel)) {
-                        self.send(&r, &c, StreamCmd::New(row.last_seq)).await;
-                    }
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot load open streams"),
-        }
+        self.resume_open_streams().await;
         // Readers already known at start get the unrouted messages they lack.
         self.route_all_known().await;
         let mut sweep = tokio::time::interval(self.shared.config.sweep_interval);
@@ -186,6 +179,11 @@ impl DeliveryTask {
                     }
                     Command::Kick { receiver, channel } => {
                         self.send(&receiver, &channel, StreamCmd::Kick).await;
+                    }
+                    Command::Route(channel) => {
+                        for node in self.shared.discovery.readers(&channel) {
+                            self.route(node, channel.clone()).await;
+                        }
                     }
                 },
                 Some(msg) = acks.next() => {
@@ -208,6 +206,31 @@ impl DeliveryTask {
         self.streams.clear();
         self.tracker.close();
         self.tracker.wait().await;
+    }
+
+    /// Tells every stream with unacknowledged deliveries how far its rows go. At
+    /// start this resumes them; on each sweep it is the safety net for a commit
+    /// whose notification never came (a publish whose caller went away).
+    async fn resume_open_streams(&mut self) {
+        match self
+            .shared
+            .store
+            .reads
+            .read(store::outbox::open_streams)
+            .await
+        {
+            Ok(rows) => {
+                for row in rows {
+                    if let (Ok(r), Ok(c)) = (NodeId::new(row.receiver), Channel::new(row.channel)) {
+                        self.send(&r, &c, StreamCmd::New(row.last_seq)).await;
+                    }
+                }
+            }
+            Err(e) => {
+                self.shared.metrics.store_errors.inc();
+                tracing::warn!(error = %e, "cannot load open streams");
+            }
+        }
     }
 
     async fn on_ack(&mut self, ack: Ack) {
@@ -299,10 +322,14 @@ impl DeliveryTask {
                 tracing::warn!(error = %e, "sweep failed");
             }
         }
-        self.refresh_gauges().await;
+        self.resume_open_streams().await;
+        if self.refresh_gauges().await > 0 {
+            self.route_all_known().await;
+        }
     }
 
-    async fn refresh_gauges(&self) {
+    /// Updates the backlog gauges; returns the number of unrouted messages.
+    async fn refresh_gauges(&self) -> u64 {
         let r = self
             .shared
             .store
@@ -318,6 +345,8 @@ impl DeliveryTask {
             let total: u64 = backlogs.iter().map(|(_, n)| n).sum();
             self.shared.metrics.pending_messages.set(total as i64);
             self.shared.metrics.unrouted_messages.set(unrouted as i64);
+            return unrouted;
         }
+        0
     }
 }

@@ -161,7 +161,7 @@ impl Groups {
         let mut head = self.heads.watch(channel);
         loop {
             head.borrow_and_update();
-            let (out, next_expiry) = self.take(channel, &g, max).await?;
+            let (out, next_expiry) = self.take(channel, group, &g, max).await?;
             if !out.is_empty() {
                 return Ok(out);
             }
@@ -180,6 +180,7 @@ impl Groups {
     async fn take(
         &self,
         channel: &Channel,
+        group: &GroupName,
         g: &Arc<AsyncMutex<GroupState>>,
         max: usize,
     ) -> Result<(Vec<Leased>, Option<Instant>), GroupError> {
@@ -194,6 +195,7 @@ impl Groups {
             .take(max)
             .collect();
         let mut out = Vec::new();
+        let mut gone = Vec::new();
         if !due.is_empty() {
             let c = channel.to_string();
             let offsets = due.clone();
@@ -209,6 +211,7 @@ impl Groups {
                     if let Some(l) = st.leases.remove(o) {
                         st.by_id.remove(&l.id);
                     }
+                    gone.push(*o);
                 }
             }
             let ack_wait = st.ack_wait;
@@ -223,25 +226,34 @@ impl Groups {
                 }
             }
         }
-        if out.len() < max {
+        // Offsets that will never be delivered: expired, or gone from the log.
+        let mut skipped: Vec<(u64, u64)> = gone.into_iter().map(|o| (o, o)).collect();
+        while out.len() < max {
             let c = channel.to_string();
             let from = st.next;
-            let want = max - out.len();
+            let want = (max - out.len()) + 64;
             let entries = self
                 .store
                 .reads
-                .read(move |conn| store::groups::read_log(conn, &c, from, want + 64))
+                .read(move |conn| store::groups::read_log(conn, &c, from, want))
                 .await?;
+            let Some(last) = entries.last() else { break };
+            let last_offset = last.offset;
             let wall = now_ms();
             for e in entries {
                 if out.len() >= max {
                     break;
+                }
+                if e.offset > st.next {
+                    // Deleted from the log (TTL sweep) before this group read it.
+                    skipped.push((st.next, e.offset - 1));
                 }
                 st.next = e.offset + 1;
                 if e.offset <= st.floor || st.acked.contains(&e.offset) {
                     continue;
                 }
                 if e.expires_at <= wall {
+                    skipped.push((e.offset, e.offset));
                     continue;
                 }
                 let until = now + st.ack_wait;
@@ -259,6 +271,15 @@ impl Groups {
                     entry: e,
                 });
             }
+            if st.next <= last_offset {
+                break; // filled up mid-read
+            }
+        }
+        if !skipped.is_empty() {
+            self.commit_settled(channel, group, &mut st, &skipped)
+                .await?;
+            let n: u64 = skipped.iter().map(|(a, b)| b - a + 1).sum();
+            self.metrics.group_skipped.inc_by(n);
         }
         let next_expiry = st.leases.values().map(|l| l.until).min();
         Ok((out, next_expiry))
@@ -276,13 +297,17 @@ impl Groups {
         let mut st = g.lock().await;
         let mut res = AckResult::default();
         let mut offsets = Vec::new();
+        let mut unleased = Vec::new();
         for id in ids {
             match st.by_id.get(id).copied() {
                 Some(o) => {
                     offsets.push(o);
                     res.applied.push(id.clone());
                 }
-                None => res.not_found.push(id.clone()),
+                None => {
+                    res.not_found.push(id.clone());
+                    unleased.push(id.clone());
+                }
             }
         }
         match how {
@@ -295,48 +320,92 @@ impl Groups {
                 }
             }
             Settle::Ack | Settle::Term => {
-                if !offsets.is_empty() {
-                    // Work out the new state, persist it, and only then adopt it.
-                    let old_floor = st.floor;
-                    let mut acked = st.acked.clone();
-                    let mut new_above = Vec::new();
-                    for &o in &offsets {
-                        if o > old_floor && acked.insert(o) {
-                            new_above.push(o);
+                if !unleased.is_empty() {
+                    // Not leased here (for example after a restart): still settle it
+                    // when it is in the log and not yet acknowledged.
+                    let c = channel.to_string();
+                    let ids = unleased.clone();
+                    let found = self
+                        .store
+                        .reads
+                        .read(move |conn| store::groups::offsets_of(conn, &c, &ids))
+                        .await?;
+                    for (id, o) in found {
+                        if o > st.floor && !st.acked.contains(&o) {
+                            offsets.push(o);
+                            res.not_found.retain(|x| x != &id);
+                            res.applied.push(id);
                         }
                     }
-                    let mut floor = old_floor;
-                    while acked.remove(&(floor + 1)) {
-                        floor += 1;
-                    }
-                    new_above.retain(|&o| o > floor);
-                    let (c, n) = (channel.to_string(), group.to_string());
-                    self.store
-                        .writer
-                        .run(move |conn| {
-                            store::groups::save_acks(
-                                conn,
-                                &c,
-                                &n,
-                                old_floor,
-                                floor,
-                                &new_above,
-                                now_ms(),
-                            )
-                        })
+                }
+                if !offsets.is_empty() {
+                    let ranges: Vec<(u64, u64)> = offsets.iter().map(|&o| (o, o)).collect();
+                    self.commit_settled(channel, group, &mut st, &ranges)
                         .await?;
+                    let n = offsets.len() as u64;
+                    match how {
+                        Settle::Term => self.metrics.group_terms.inc_by(n),
+                        _ => self.metrics.group_acks.inc_by(n),
+                    };
                     for o in offsets {
                         if let Some(l) = st.leases.remove(&o) {
                             st.by_id.remove(&l.id);
                         }
                     }
-                    st.floor = floor;
-                    st.acked = acked;
                 }
             }
         }
         drop(st);
-        let _ = &self.metrics;
         Ok(res)
+    }
+
+    /// Marks offset ranges as done for the group: works out the new floor and the
+    /// acknowledged offsets above it, commits them, and only then adopts them.
+    async fn commit_settled(
+        &self,
+        channel: &Channel,
+        group: &GroupName,
+        st: &mut GroupState,
+        ranges: &[(u64, u64)],
+    ) -> Result<(), GroupError> {
+        let old_floor = st.floor;
+        let mut floor = old_floor;
+        let mut acked = st.acked.clone();
+        let mut sorted = ranges.to_vec();
+        sorted.sort_unstable();
+        let mut new_above = Vec::new();
+        for (a, b) in sorted {
+            if b <= floor {
+                continue;
+            }
+            if a <= floor + 1 {
+                floor = b; // contiguous with the floor: no per-offset rows
+            } else {
+                for o in a..=b {
+                    if acked.insert(o) {
+                        new_above.push(o);
+                    }
+                }
+            }
+            while acked.remove(&(floor + 1)) {
+                floor += 1;
+            }
+        }
+        acked = acked.split_off(&(floor + 1));
+        new_above.retain(|&o| o > floor);
+        if floor == old_floor && new_above.is_empty() {
+            return Ok(());
+        }
+        let (c, n) = (channel.to_string(), group.to_string());
+        self.store
+            .writer
+            .run(move |conn| {
+                store::groups::save_acks(conn, &c, &n, old_floor, floor, &new_above, now_ms())
+            })
+            .await?;
+        st.floor = floor;
+        st.acked = acked;
+        st.next = st.next.max(floor + 1);
+        Ok(())
     }
 }

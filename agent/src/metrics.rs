@@ -56,6 +56,9 @@ metrics! {
         reconnects: "NATS reconnections",
         api_client_errors: "HTTP requests answered with a 4xx",
         store_errors: "Store operations that failed",
+        group_acks: "Messages acknowledged by a consumer group",
+        group_terms: "Messages terminated (never to be delivered again) by a consumer group",
+        group_skipped: "Log entries a consumer group skipped because they expired unread",
     }
     gauges {
         pending_messages: "Deliveries not yet acknowledged (all receivers)",
@@ -116,6 +119,9 @@ impl Metrics {
             "sent_batches": self.sent_batches.get(),
             "unrouted_messages": self.unrouted_messages.get(),
             "peers_online": self.peers_online.get(),
+            "group_acks": self.group_acks.get(),
+            "group_terms": self.group_terms.get(),
+            "group_skipped": self.group_skipped.get(),
         })
     }
 }

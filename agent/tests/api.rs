@@ -335,7 +335,7 @@ async fn given_env_and_json_logs_when_the_agent_starts_then_env_applies_and_ever
 {
     let dir = tempfile::tempdir().unwrap();
     let port = rmds_scenarios::harness::free_port();
-    let mut child = tokio::process::Command::new(bin())
+    let child = tokio::process::Command::new(bin())
         .env("RMDS_NODE_ID", "envnode")
         .env("RMDS_NATS", "nats://127.0.0.1:1")
         .env("RMDS_DATA_DIR", dir.path())
@@ -370,4 +370,86 @@ async fn given_env_and_json_logs_when_the_agent_starts_then_env_applies_and_ever
 fn nix_kill(child: &tokio::process::Child) {
     let pid = child.id().unwrap();
     rmds_scenarios::harness::signal(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+}
+
+#[tokio::test]
+async fn given_a_leased_message_when_the_agent_restarts_then_acking_it_by_id_still_settles_it() {
+    let mut net = pair().await;
+    net.client("alice")
+        .publish_json("chat", &json!({"n": 1}))
+        .await
+        .unwrap();
+    let bob = net.client("bob");
+    let got = eventually(Duration::from_secs(10), "the message at bob", || {
+        let b = bob.clone();
+        async move {
+            let m = b.pull("chat", "g", 10, Duration::from_secs(1)).await.ok()?;
+            (m.len() == 1).then_some(m)
+        }
+    })
+    .await
+    .unwrap();
+    net.node("bob").stop().await.unwrap();
+    net.node("bob").start().await.unwrap();
+    let bob = net.client("bob");
+    let s = bob.ack("chat", "g", &[got[0].id.clone()]).await.unwrap();
+    assert_eq!(s.applied, vec![got[0].id.clone()], "{s:?}");
+    assert!(s.not_found.is_empty());
+    assert!(bob
+        .pull("chat", "g", 10, Duration::from_secs(2))
+        .await
+        .unwrap()
+        .is_empty());
+    let unknown = bob.ack("chat", "g", &["nope".to_string()]).await.unwrap();
+    assert_eq!(unknown.not_found, vec!["nope".to_string()]);
+    net.assert_healthy().unwrap();
+}
+
+#[tokio::test]
+async fn given_log_entries_that_expire_before_a_group_reads_them_then_the_group_skips_them_and_moves_on(
+) {
+    let mut net = pair().await;
+    let alice = net.client("alice");
+    let short = rmds::PublishOptions {
+        content_type: "application/json".into(),
+        ttl: Some(Duration::from_millis(1500)),
+        ..Default::default()
+    };
+    for n in 1..=3 {
+        alice
+            .publish_with("chat", json!({"n": n}).to_string().into_bytes(), &short)
+            .await
+            .unwrap();
+    }
+    net.wait_drained("alice", Duration::from_secs(10))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for n in 4..=5 {
+        alice.publish_json("chat", &json!({"n": n})).await.unwrap();
+    }
+    let got = drain(
+        &net.client("bob"),
+        "chat",
+        "g",
+        2,
+        Duration::from_secs(20),
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.numbers_from("alice"), vec![4, 5]);
+    let stats = net.client("bob").stats().await.unwrap();
+    assert_eq!(stats["group_skipped"], 3, "{stats}");
+    assert_eq!(stats["group_acks"], 2, "{stats}");
+    // The position moved past the expired entries and survives a restart.
+    net.node("bob").stop().await.unwrap();
+    net.node("bob").start().await.unwrap();
+    assert!(net
+        .client("bob")
+        .pull("chat", "g", 10, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_empty());
+    net.assert_healthy().unwrap();
 }

@@ -152,6 +152,10 @@ async fn finish_publish(
                 }
             }
             let receivers: Vec<String> = routes.iter().map(|(r, _)| r.clone()).collect();
+            if unrouted && !readers(state, channel).is_empty() {
+                // A reader appeared while this publish was being stored.
+                state.delivery.route(channel.clone()).await;
+            }
             for (r, seq) in routes {
                 if let Ok(r) = NodeId::new(r) {
                     state

@@ -36,7 +36,12 @@ pub(crate) struct StreamTask {
     /// Bounded; anything missing is read from SQLite. Cleared when rows change state
     /// behind the stream's back (expiry sweep, drop_oldest).
     fresh: BTreeMap<u64, Arc<NewMessage>>,
+    /// Payload bytes held in `fresh`.
+    fresh_bytes: usize,
 }
+
+/// Most payload bytes a stream keeps in memory for sending without a read.
+const FRESH_BYTES_MAX: usize = 8 << 20;
 
 impl StreamTask {
     pub fn new(
@@ -52,6 +57,7 @@ impl StreamTask {
             rx,
             history: Vec::new(),
             fresh: BTreeMap::new(),
+            fresh_bytes: 0,
         }
     }
 
@@ -122,6 +128,9 @@ impl StreamTask {
                     if live.borrow_and_update().online {
                         tracing::debug!(peer = %self.receiver, channel = %self.channel, "receiver online: resending");
                         window.restart();
+                    } else {
+                        // An offline receiver's backlog is read back from SQLite later.
+                        self.forget_fresh(u64::MAX);
                     }
                 }
                 changed = nats.changed() => {
@@ -140,18 +149,22 @@ impl StreamTask {
             StreamCmd::New(seq) => window.on_new(seq),
             StreamCmd::Fresh(seq, msg) => {
                 window.on_new(seq);
-                if seq > window.acked() && self.fresh.len() < 4 * self.shared.config.window as usize
-                {
-                    self.fresh.insert(seq, msg);
+                let fits = self.fresh.len() < 4 * self.shared.config.window as usize
+                    && self.fresh_bytes + msg.payload.len() <= FRESH_BYTES_MAX;
+                if seq > window.acked() && fits {
+                    self.fresh_bytes += msg.payload.len();
+                    if let Some(old) = self.fresh.insert(seq, msg) {
+                        self.fresh_bytes -= old.payload.len();
+                    }
                 }
             }
             StreamCmd::Kick => {
-                self.fresh.clear();
+                self.forget_fresh(u64::MAX);
                 window.restart();
             }
             StreamCmd::Ack(seq) => match window.on_ack(seq, Instant::now()) {
                 AckOutcome::Advanced { from, to } => {
-                    self.fresh = self.fresh.split_off(&(to + 1));
+                    self.forget_fresh(to);
                     self.history.clear();
                     self.shared.metrics.received_acks.inc();
                     self.commit_ack(from, to);
@@ -163,6 +176,16 @@ impl StreamTask {
                 }
             },
         }
+    }
+
+    /// Drops cached messages up to and including `upto`.
+    fn forget_fresh(&mut self, upto: u64) {
+        let keep = match upto.checked_add(1) {
+            Some(next) => self.fresh.split_off(&next),
+            None => BTreeMap::new(),
+        };
+        let gone = std::mem::replace(&mut self.fresh, keep);
+        self.fresh_bytes -= gone.values().map(|m| m.payload.len()).sum::<usize>();
     }
 
     fn commit_ack(&self, _from: u64, to: u64) {
@@ -231,7 +254,9 @@ impl StreamTask {
         self.history.clear();
         match res {
             Ok(Some((seq, id))) => {
-                self.fresh.remove(&seq);
+                if let Some(old) = self.fresh.remove(&seq) {
+                    self.fresh_bytes -= old.payload.len();
+                }
                 self.shared.metrics.dead_lettered.inc();
                 self.shared.metrics.pending_messages.dec();
                 tracing::warn!(peer = %self.receiver, channel = %self.channel, seq, msg = %id, attempts, "dead-lettered");
@@ -336,14 +361,20 @@ impl StreamTask {
             };
             entries.push(Entry { seq, body });
         }
-        self.finish_rows(&expired, DeliveryState::Expired, "ttl expired")
-            .await;
-        self.finish_rows(
-            &oversize,
-            DeliveryState::Dead,
-            "larger than the NATS max payload",
-        )
-        .await;
+        // Skips go out only for rows whose new state is committed.
+        if !self
+            .finish_rows(&expired, DeliveryState::Expired, "ttl expired")
+            .await
+            || !self
+                .finish_rows(
+                    &oversize,
+                    DeliveryState::Dead,
+                    "larger than the NATS max payload",
+                )
+                .await
+        {
+            return false;
+        }
         // Batch under the max payload.
         let mut sent_upto = from - 1;
         let mut batch: Vec<Entry> = Vec::new();
@@ -397,9 +428,10 @@ impl StreamTask {
         ok
     }
 
-    async fn finish_rows(&self, seqs: &[u64], state: DeliveryState, reason: &'static str) {
+    /// Commits the end state of rows; false when the store refused.
+    async fn finish_rows(&self, seqs: &[u64], state: DeliveryState, reason: &'static str) -> bool {
         if seqs.is_empty() {
-            return;
+            return true;
         }
         let (r, c, seqs) = (
             self.receiver.to_string(),
@@ -433,10 +465,12 @@ impl StreamTask {
                     m.expired.inc_by(n);
                 }
                 m.pending_messages.dec_by(n as i64);
+                true
             }
             Err(e) => {
                 self.shared.metrics.store_errors.inc();
                 tracing::warn!(error = %e, "cannot finish rows");
+                false
             }
         }
     }

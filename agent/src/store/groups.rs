@@ -199,6 +199,22 @@ pub fn read_offsets(conn: &Connection, channel: &str, offsets: &[u64]) -> Result
     Ok(out)
 }
 
+/// Offsets of the given message ids in a channel's log (absent ids are left out).
+pub fn offsets_of(conn: &Connection, channel: &str, ids: &[String]) -> Result<Vec<(String, u64)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT offset FROM channel_log WHERE message_id = ? AND channel = ?")?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(o) = stmt
+            .query_row(params![id, channel], |r| r.get::<_, i64>(0))
+            .optional()?
+        {
+            out.push((id.clone(), o as u64));
+        }
+    }
+    Ok(out)
+}
+
 /// Deletes expired log entries and, past retention, entries every group has acknowledged.
 pub fn sweep_log(conn: &Connection, now: i64, retention_ms: i64, limit: i64) -> Result<u64> {
     let mut n = conn

@@ -504,8 +504,11 @@ pub fn sweep(conn: &Connection, now: i64, retention_ms: i64, limit: i64) -> Resu
     out.deleted += conn
         .prepare_cached(
             "DELETE FROM deliveries WHERE (receiver, channel, seq) IN (
-               SELECT receiver, channel, seq FROM deliveries
-               WHERE state >= 2 AND done_at < ? LIMIT ?)",
+               SELECT d.receiver, d.channel, d.seq FROM deliveries d
+               WHERE d.state >= 2 AND d.done_at < ?
+                 -- an unrouted message's deliveries say which readers already have it
+                 AND NOT EXISTS (SELECT 1 FROM unrouted u WHERE u.message_id = d.message_id)
+               LIMIT ?)",
         )?
         .execute(params![now - retention_ms, limit])? as u64;
     // ...but no payload is kept past its TTL.
