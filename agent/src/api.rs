@@ -6,6 +6,7 @@
 
 mod cluster;
 mod error;
+mod groups;
 mod messages;
 
 pub use error::ApiError;
@@ -85,6 +86,28 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/channels/{ch}/acks", post(messages::ack))
         .route("/v1/channels/{ch}/nacks", post(messages::nack))
         .route("/v1/channels/{ch}/terms", post(messages::term))
+        .route("/v1/channels/{ch}/extends", post(messages::extend))
+        .route(
+            "/v1/channels/{ch}/groups",
+            get(groups::list).post(groups::create),
+        )
+        .route(
+            "/v1/channels/{ch}/groups/{g}",
+            get(groups::get).delete(groups::delete),
+        )
+        .route("/v1/channels/{ch}/groups/{g}/reset", post(groups::reset))
+        .route(
+            "/v1/channels/{ch}/groups/{g}/dead-letters",
+            get(groups::dead_letters),
+        )
+        .route(
+            "/v1/channels/{ch}/groups/{g}/dead-letters/{id}",
+            get(groups::dead_letter).delete(groups::delete_dead_letter),
+        )
+        .route(
+            "/v1/channels/{ch}/groups/{g}/dead-letters/{id}/redrive",
+            post(groups::redrive),
+        )
         .route("/v1/messages/{id}", get(messages::status))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {

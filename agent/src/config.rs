@@ -206,6 +206,13 @@ pub struct GroupsConfig {
     pub max_wait: Duration,
     /// Most messages one pull may return.
     pub max_batch: usize,
+    /// Default deliveries before a message goes to the group's dead-letter queue
+    /// (0: no limit).
+    pub max_deliveries: u32,
+    /// Default idle TTL: a group without pulls or acks for this long is deleted
+    /// (0s: never).
+    #[serde(with = "humantime_serde")]
+    pub idle_ttl: Duration,
 }
 
 /// SQLite durability setting.
@@ -318,6 +325,8 @@ impl Default for GroupsConfig {
             ack_wait: Duration::from_secs(30),
             max_wait: Duration::from_secs(60),
             max_batch: 1000,
+            max_deliveries: 0,
+            idle_ttl: Duration::ZERO,
         }
     }
 }

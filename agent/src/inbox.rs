@@ -49,6 +49,15 @@ impl LogHeads {
         });
     }
 
+    /// Wakes every long poll on `channel` (something besides a new entry changed).
+    pub fn nudge(&self, channel: &Channel) {
+        self.with(|m| {
+            if let Some(tx) = m.get(channel) {
+                tx.send_modify(|_| {});
+            }
+        });
+    }
+
     /// Watches `channel`'s next offset.
     pub fn watch(&self, channel: &Channel) -> watch::Receiver<u64> {
         self.with(|m| {

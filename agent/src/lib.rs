@@ -134,6 +134,11 @@ impl Agent {
         tracker.spawn(discovery_task.run(tasks_stop.clone()));
         tracker.spawn(inbox.run(tasks_stop.clone()));
         tracker.spawn(delivery_task.run(tasks_stop.clone()));
+        tracker.spawn(
+            groups
+                .clone()
+                .run_sweeper(config.delivery.sweep_interval, tasks_stop.clone()),
+        );
         tracker.close();
 
         let state = api::AppState {

@@ -59,6 +59,9 @@ metrics! {
         group_acks: "Messages acknowledged by a consumer group",
         group_terms: "Messages terminated (never to be delivered again) by a consumer group",
         group_skipped: "Log entries a consumer group skipped because they expired unread",
+        group_redeliveries: "Messages handed to a consumer group again (lease ran out or nack)",
+        group_dead_lettered: "Messages moved to a consumer group's dead-letter queue",
+        groups_expired: "Consumer groups deleted after their idle TTL",
     }
     gauges {
         pending_messages: "Deliveries not yet acknowledged (all receivers)",
@@ -122,6 +125,9 @@ impl Metrics {
             "group_acks": self.group_acks.get(),
             "group_terms": self.group_terms.get(),
             "group_skipped": self.group_skipped.get(),
+            "group_redeliveries": self.group_redeliveries.get(),
+            "group_dead_lettered": self.group_dead_lettered.get(),
+            "groups_expired": self.groups_expired.get(),
         })
     }
 }

@@ -118,6 +118,11 @@ async fn given_pulled_messages_then_unacked_ones_return_after_ack_wait_nacked_on
         alice.publish_json("chat", &json!({"n": n})).await.unwrap();
     }
     let bob = net.client("bob");
+    for g in ["g", "other"] {
+        bob.create_group("chat", g, &rmds::GroupOptions::default())
+            .await
+            .unwrap();
+    }
     let first = eventually(Duration::from_secs(10), "three messages at bob", || {
         let b = bob.clone();
         async move {
@@ -380,6 +385,9 @@ async fn given_a_leased_message_when_the_agent_restarts_then_acking_it_by_id_sti
         .await
         .unwrap();
     let bob = net.client("bob");
+    bob.create_group("chat", "g", &rmds::GroupOptions::default())
+        .await
+        .unwrap();
     let got = eventually(Duration::from_secs(10), "the message at bob", || {
         let b = bob.clone();
         async move {
@@ -428,6 +436,10 @@ async fn given_log_entries_that_expire_before_a_group_reads_them_then_the_group_
     for n in 4..=5 {
         alice.publish_json("chat", &json!({"n": n})).await.unwrap();
     }
+    net.client("bob")
+        .create_group("chat", "g", &rmds::GroupOptions::default())
+        .await
+        .unwrap();
     let got = drain(
         &net.client("bob"),
         "chat",

@@ -106,6 +106,37 @@ pub struct PublishOptions {
     pub headers: Vec<(String, String)>,
 }
 
+/// Where a consumer group starts reading its channel's log.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum GroupStart {
+    /// The oldest entry still kept.
+    #[default]
+    Earliest,
+    /// Only entries appended from now on.
+    Latest,
+    /// This offset.
+    Offset(u64),
+    /// The first entry received at or after this time.
+    Time(std::time::SystemTime),
+}
+
+/// Settings of a new consumer group; `None` takes the agent's default.
+#[derive(Debug, Clone, Default)]
+pub struct GroupOptions {
+    /// Where the group starts.
+    pub start: GroupStart,
+    /// Lease on a pulled message.
+    pub ack_wait: Option<Duration>,
+    /// Deliveries before the dead-letter queue (0: no limit).
+    pub max_deliveries: Option<u32>,
+    /// Most unacknowledged messages at once (1: strict order).
+    pub max_in_flight: Option<u32>,
+    /// Deleted after this long without pulls or acks.
+    pub idle_ttl: Option<Duration>,
+    /// Waits before redelivery after the 1st, 2nd, … lease ran out (the last repeats).
+    pub backoff: Vec<Duration>,
+}
+
 /// The agent's answer to a publish.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Receipt {
@@ -455,6 +486,153 @@ impl Client {
             .await
             .map_err(Error::connect)?;
         Self::answer(r).await
+    }
+
+    /// POSTs a JSON body to an API path and returns the JSON answer.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, Error> {
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .map_err(Error::connect)?;
+        Self::answer(r).await
+    }
+
+    /// DELETEs an API path.
+    pub async fn delete(&self, path: &str) -> Result<(), Error> {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .send()
+            .await
+            .map_err(Error::connect)?;
+        if r.status().is_success() {
+            return Ok(());
+        }
+        Self::answer::<serde_json::Value>(r).await.map(|_| ())
+    }
+
+    /// Creates a consumer group on `channel` (409 `conflict` when it exists).
+    pub async fn create_group(
+        &self,
+        channel: &str,
+        name: &str,
+        opts: &GroupOptions,
+    ) -> Result<serde_json::Value, Error> {
+        let mut body = serde_json::json!({"name": name});
+        match opts.start {
+            GroupStart::Earliest => body["start"] = "earliest".into(),
+            GroupStart::Latest => body["start"] = "latest".into(),
+            GroupStart::Offset(o) => body["offset"] = o.into(),
+            GroupStart::Time(t) => {
+                body["time"] = humantime::format_rfc3339_millis(t).to_string().into()
+            }
+        }
+        if let Some(d) = opts.ack_wait {
+            body["ack_wait"] = format!("{}ms", d.as_millis()).into();
+        }
+        if let Some(d) = opts.idle_ttl {
+            body["idle_ttl"] = format!("{}ms", d.as_millis()).into();
+        }
+        if let Some(n) = opts.max_deliveries {
+            body["max_deliveries"] = n.into();
+        }
+        if let Some(n) = opts.max_in_flight {
+            body["max_in_flight"] = n.into();
+        }
+        if !opts.backoff.is_empty() {
+            body["backoff"] = opts
+                .backoff
+                .iter()
+                .map(|d| format!("{}ms", d.as_millis()))
+                .collect::<Vec<_>>()
+                .into();
+        }
+        self.post_json(&format!("/v1/channels/{}/groups", enc(channel)), &body)
+            .await
+    }
+
+    /// A group's position, backlog and settings.
+    pub async fn group(&self, channel: &str, name: &str) -> Result<serde_json::Value, Error> {
+        self.get_json(&format!(
+            "/v1/channels/{}/groups/{}",
+            enc(channel),
+            enc(name)
+        ))
+        .await
+    }
+
+    /// Deletes a group.
+    pub async fn delete_group(&self, channel: &str, name: &str) -> Result<(), Error> {
+        self.delete(&format!(
+            "/v1/channels/{}/groups/{}",
+            enc(channel),
+            enc(name)
+        ))
+        .await
+    }
+
+    /// Moves a group's position (replay from `start`).
+    pub async fn reset_group(
+        &self,
+        channel: &str,
+        name: &str,
+        start: GroupStart,
+    ) -> Result<serde_json::Value, Error> {
+        let body = match start {
+            GroupStart::Earliest => serde_json::json!({"start": "earliest"}),
+            GroupStart::Latest => serde_json::json!({"start": "latest"}),
+            GroupStart::Offset(o) => serde_json::json!({"offset": o}),
+            GroupStart::Time(t) => {
+                serde_json::json!({"time": humantime::format_rfc3339_millis(t).to_string()})
+            }
+        };
+        self.post_json(
+            &format!("/v1/channels/{}/groups/{}/reset", enc(channel), enc(name)),
+            &body,
+        )
+        .await
+    }
+
+    /// A group's dead letters.
+    pub async fn group_dead_letters(
+        &self,
+        channel: &str,
+        name: &str,
+    ) -> Result<Vec<serde_json::Value>, Error> {
+        let v = self
+            .get_json(&format!(
+                "/v1/channels/{}/groups/{}/dead-letters",
+                enc(channel),
+                enc(name)
+            ))
+            .await?;
+        Ok(v["dead_letters"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Delivers a group's dead letter again, once.
+    pub async fn redrive_group_dead_letter(
+        &self,
+        channel: &str,
+        name: &str,
+        id: &str,
+    ) -> Result<serde_json::Value, Error> {
+        self.post_json(
+            &format!(
+                "/v1/channels/{}/groups/{}/dead-letters/{}/redrive",
+                enc(channel),
+                enc(name),
+                enc(id)
+            ),
+            &serde_json::json!({}),
+        )
+        .await
     }
 
     /// `/v1/stats`.

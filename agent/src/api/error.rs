@@ -49,6 +49,19 @@ impl From<crate::store::Error> for ApiError {
     }
 }
 
+impl From<crate::groups::GroupError> for ApiError {
+    fn from(e: crate::groups::GroupError) -> ApiError {
+        use crate::groups::GroupError;
+        match e {
+            GroupError::Store(e) => e.into(),
+            GroupError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            GroupError::Exists { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+        }
+    }
+}
+
 impl From<crate::names::NameError> for ApiError {
     fn from(e: crate::names::NameError) -> ApiError {
         ApiError::bad_request(e.to_string())

@@ -21,7 +21,7 @@ use std::time::Duration;
 /// Request headers with this prefix become message headers.
 pub const HEADER_PREFIX: &str = "rmds-header-";
 
-fn parse_duration(key: &str, v: &str) -> Result<Duration, ApiError> {
+pub(super) fn parse_duration(key: &str, v: &str) -> Result<Duration, ApiError> {
     humantime::parse_duration(v).map_err(|e| {
         ApiError::bad_request(format!(
             "invalid {key} {v:?}: {e} (use e.g. \"30s\", \"5m\")"
@@ -29,7 +29,7 @@ fn parse_duration(key: &str, v: &str) -> Result<Duration, ApiError> {
     })
 }
 
-fn channel(ch: &str) -> Result<Channel, ApiError> {
+pub(super) fn channel(ch: &str) -> Result<Channel, ApiError> {
     Ok(Channel::new(ch)?)
 }
 
@@ -362,6 +362,7 @@ pub async fn publish_batch(
 #[derive(Debug, Deserialize)]
 pub struct PullQuery {
     group: Option<String>,
+    consumer: Option<String>,
     max: Option<usize>,
     wait: Option<String>,
 }
@@ -401,7 +402,7 @@ pub fn message_json(channel: &Channel, l: &Leased) -> Value {
     v
 }
 
-fn check_reader(state: &AppState, channel: &Channel) -> Result<(), ApiError> {
+pub(super) fn check_reader(state: &AppState, channel: &Channel) -> Result<(), ApiError> {
     match state.discovery.own_role(channel) {
         Some(r) if r.reads() => Ok(()),
         _ => Err(ApiError::forbidden(format!(
@@ -437,11 +438,17 @@ pub async fn pull(
             humantime::format_duration(state.groups.max_wait())
         )));
     }
+    if let Some(c) = &q.consumer {
+        if c.is_empty() || c.len() > 64 || c.chars().any(|c| c.is_control()) {
+            return Err(ApiError::bad_request(
+                "consumer must be 1-64 printable characters",
+            ));
+        }
+    }
     let msgs = state
         .groups
-        .pull(&channel, &group, max, wait)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        .pull(&channel, &group, q.consumer.as_deref(), max, wait)
+        .await?;
     let out: Vec<Value> = msgs.iter().map(|l| message_json(&channel, l)).collect();
     Ok(Json(json!({"group": group, "messages": out})).into_response())
 }
@@ -452,6 +459,7 @@ pub struct SettleBody {
     group: Option<String>,
     ids: Vec<String>,
     delay: Option<String>,
+    error: Option<String>,
 }
 
 async fn settle(
@@ -467,19 +475,25 @@ async fn settle(
     if b.ids.is_empty() {
         return Err(ApiError::bad_request("ids must not be empty"));
     }
+    if b.ids.len() > 10_000 {
+        return Err(ApiError::bad_request("at most 10000 ids per request"));
+    }
+    if kind != "nack" && (b.delay.is_some() || b.error.is_some()) {
+        return Err(ApiError::bad_request("delay and error apply to nacks only"));
+    }
     let how = match kind {
         "ack" => Settle::Ack,
         "term" => Settle::Term,
-        _ => Settle::Nack(match &b.delay {
-            Some(d) => parse_duration("delay", d)?,
-            None => Duration::ZERO,
-        }),
+        "extend" => Settle::Extend,
+        _ => Settle::Nack(
+            match &b.delay {
+                Some(d) => parse_duration("delay", d)?,
+                None => Duration::ZERO,
+            },
+            b.error.map(|e| e.chars().take(1024).collect()),
+        ),
     };
-    let r = state
-        .groups
-        .settle(&channel, &group, &b.ids, how)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let r = state.groups.settle(&channel, &group, &b.ids, how).await?;
     Ok(
         Json(json!({"group": group, "applied": r.applied, "not_found": r.not_found}))
             .into_response(),
@@ -511,6 +525,15 @@ pub async fn term(
     body: Result<Json<SettleBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     settle(state, ch, body, "term").await
+}
+
+/// `POST /v1/channels/{ch}/extends`: leases run for another `ack_wait`.
+pub async fn extend(
+    State(state): State<Arc<AppState>>,
+    Path(ch): Path<String>,
+    body: Result<Json<SettleBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    settle(state, ch, body, "extend").await
 }
 
 /// `GET /v1/messages/{id}`: per-receiver status at the sender.

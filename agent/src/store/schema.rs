@@ -5,7 +5,8 @@ use crate::config::Synchronous;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Migrations in order; `user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 
 -- Sending side: a message is stored once, with one delivery row per receiver.
@@ -132,7 +133,30 @@ CREATE TABLE group_acks (
   offset INTEGER NOT NULL,
   PRIMARY KEY (channel, grp, offset)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+-- Consumer group settings.
+ALTER TABLE groups ADD COLUMN max_deliveries INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE groups ADD COLUMN max_in_flight INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE groups ADD COLUMN idle_ttl_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE groups ADD COLUMN backoff TEXT NOT NULL DEFAULT '[]';
+-- A group's dead letters: entries delivered max_deliveries times without an ack.
+-- state is 'dead', or 'redriven' while the entry is being delivered again.
+CREATE TABLE group_dead (
+  channel TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  offset INTEGER NOT NULL,
+  message_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  deliveries INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  last_error TEXT,
+  dead_at INTEGER NOT NULL,
+  PRIMARY KEY (channel, grp, offset)
+) WITHOUT ROWID;
+CREATE INDEX group_dead_by_id ON group_dead(message_id);
+"#,
+];
 
 /// Pragmas for every connection.
 pub fn configure(conn: &Connection, sync: Synchronous) -> Result<()> {
