@@ -5,6 +5,7 @@
 //! first, then call the components; they never touch SQL or NATS directly.
 
 mod cluster;
+mod dead;
 mod error;
 mod groups;
 mod messages;
@@ -109,6 +110,9 @@ pub fn router(state: AppState) -> Router {
             post(groups::redrive),
         )
         .route("/v1/messages/{id}", get(messages::status))
+        .route("/v1/dead-letters", get(dead::list))
+        .route("/v1/dead-letters/{id}", get(dead::get).delete(dead::delete))
+        .route("/v1/dead-letters/{id}/redrive", post(dead::redrive))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(

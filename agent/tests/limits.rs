@@ -8,6 +8,8 @@ use rmds_scenarios::checker::check_stream;
 use rmds_scenarios::harness::{drain, eventually, TestNet};
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn bin() -> PathBuf {
@@ -218,7 +220,7 @@ async fn given_a_message_that_expires_while_its_reader_is_away_then_it_is_counte
 /// honours explicit skips.
 async fn ghost_receiver(
     nats_url: String,
-    poison: u64,
+    poison: Arc<AtomicU64>,
     stop: tokio_util::sync::CancellationToken,
 ) -> Vec<u64> {
     let nc = async_nats::connect(nats_url).await.unwrap();
@@ -249,7 +251,7 @@ async fn ghost_receiver(
                     if let Some(body) = &e.body {
                         let v: serde_json::Value = serde_json::from_slice(&body.decompressed(1 << 20).unwrap()).unwrap();
                         let n = v["n"].as_u64().unwrap();
-                        if n == poison { break; }
+                        if n == poison.load(Ordering::SeqCst) { break; }
                         got.push(n);
                     }
                     last = e.seq;
@@ -276,7 +278,8 @@ async fn given_a_receiver_that_never_acks_one_message_then_it_is_dead_lettered_a
         .await
         .unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
-    let ghost = tokio::spawn(ghost_receiver(net.nats.url(), 2, stop.clone()));
+    let poison = Arc::new(AtomicU64::new(2));
+    let ghost = tokio::spawn(ghost_receiver(net.nats.url(), poison.clone(), stop.clone()));
     net.wait_discovered("alice", "chat", &["ghost"])
         .await
         .unwrap();
@@ -288,15 +291,60 @@ async fn given_a_receiver_that_never_acks_one_message_then_it_is_dead_lettered_a
     net.wait_drained("alice", Duration::from_secs(30))
         .await
         .unwrap();
+    // The dead letter is listed with its reason and attempt history.
+    let dead = c.get_json("/v1/dead-letters?channel=chat").await.unwrap();
+    let list = dead["dead_letters"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{dead}");
+    assert_eq!(list[0]["id"], ids[1].as_str());
+    assert_eq!(list[0]["receiver"], "ghost");
+    assert_eq!(list[0]["attempts"], 3);
+    assert_eq!(list[0]["history"].as_array().unwrap().len(), 3, "{dead}");
+    let one = c
+        .get_json(&format!("/v1/dead-letters/{}", ids[1]))
+        .await
+        .unwrap();
+    assert_eq!(one["message"]["receivers"][0]["state"], "dead", "{one}");
+    assert_eq!(
+        c.get_json("/v1/dead-letters?receiver=andy").await.unwrap()["dead_letters"],
+        json!([])
+    );
+    // The receiver recovers; a redrive sends the message once more.
+    poison.store(0, Ordering::SeqCst);
+    let r = c
+        .post_json(&format!("/v1/dead-letters/{}/redrive", ids[1]), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r["receivers"], json!(["ghost"]));
+    net.wait_drained("alice", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let again = c
+        .post_json(&format!("/v1/dead-letters/{}/redrive", ids[1]), &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(again.status, Some(404));
+    let gone = c
+        .delete(&format!("/v1/dead-letters/{}", ids[1]))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.status, Some(404));
+    let bad = c.get_json("/v1/dead-letters/not-a-ulid").await.unwrap_err();
+    assert_eq!(bad.status, Some(400));
     stop.cancel();
     let got = ghost.await.unwrap();
     assert_eq!(
         got,
-        vec![1, 3, 4, 5],
-        "the poison message is skipped explicitly, the rest flows"
+        vec![1, 3, 4, 5, 2],
+        "the poison message is skipped explicitly, the rest flows, the redrive delivers it"
     );
     let st = c.status(&ids[1]).await.unwrap();
-    assert_eq!(st["receivers"][0]["state"], "dead", "{st}");
+    let states: Vec<&str> = st["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, vec!["dead", "delivered"], "{st}");
     assert!(st["receivers"][0]["reason"]
         .as_str()
         .unwrap()

@@ -86,6 +86,9 @@ async fn main() -> anyhow::Result<()> {
         args.agent, health["node_id"], health["nats"], args.channel, args.role
     );
     if matches!(role, Role::Reader | Role::Rw) {
+        client
+            .ensure_group(&args.channel, &args.group, &rmds::GroupOptions::default())
+            .await?;
         tokio::spawn(read_loop(
             client.clone(),
             args.channel.clone(),

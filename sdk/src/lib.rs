@@ -558,6 +558,20 @@ impl Client {
             .await
     }
 
+    /// Creates a consumer group unless it exists already (then it is left as it is).
+    pub async fn ensure_group(
+        &self,
+        channel: &str,
+        name: &str,
+        opts: &GroupOptions,
+    ) -> Result<(), Error> {
+        match self.create_group(channel, name, opts).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.status == Some(409) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A group's position, backlog and settings.
     pub async fn group(&self, channel: &str, name: &str) -> Result<serde_json::Value, Error> {
         self.get_json(&format!(

@@ -30,8 +30,8 @@ pub(crate) struct StreamTask {
     receiver: NodeId,
     channel: Channel,
     rx: mpsc::Receiver<StreamCmd>,
-    /// Send times of the current head's rounds, kept for the dead-letter history.
-    history: Vec<i64>,
+    /// Send times per unacknowledged sequence, kept for the dead-letter history.
+    history: BTreeMap<u64, Vec<i64>>,
     /// Messages just published, by sequence, so that the first send needs no read.
     /// Bounded; anything missing is read from SQLite. Cleared when rows change state
     /// behind the stream's back (expiry sweep, drop_oldest).
@@ -55,7 +55,7 @@ impl StreamTask {
             receiver,
             channel,
             rx,
-            history: Vec::new(),
+            history: BTreeMap::new(),
             fresh: BTreeMap::new(),
             fresh_bytes: 0,
         }
@@ -165,7 +165,7 @@ impl StreamTask {
             StreamCmd::Ack(seq) => match window.on_ack(seq, Instant::now()) {
                 AckOutcome::Advanced { from, to } => {
                     self.forget_fresh(to);
-                    self.history.clear();
+                    self.history = self.history.split_off(&(to + 1));
                     self.shared.metrics.received_acks.inc();
                     self.commit_ack(from, to);
                 }
@@ -232,7 +232,11 @@ impl StreamTask {
         let (r, c) = (self.receiver.to_string(), self.channel.to_string());
         let from = window.acked() + 1;
         let to = window.last_seq();
-        let history = serde_json::to_string(&self.history).unwrap_or_else(|_| "[]".into());
+        let history: BTreeMap<u64, String> = self
+            .history
+            .iter()
+            .map(|(s, h)| (*s, serde_json::to_string(h).unwrap_or_else(|_| "[]".into())))
+            .collect();
         let reason = reason.to_string();
         let res = self
             .shared
@@ -242,18 +246,17 @@ impl StreamTask {
                 let rows = store::outbox::window(conn, &r, &c, from, to.min(from + 1024))?;
                 for row in rows {
                     if row.state.pending() {
-                        store::outbox::dead_letter(
-                            conn, &r, &c, row.seq, &reason, attempts, &history,
-                        )?;
+                        let h = history.get(&row.seq).map_or("[]", String::as_str);
+                        store::outbox::dead_letter(conn, &r, &c, row.seq, &reason, attempts, h)?;
                         return Ok(Some((row.seq, row.id)));
                     }
                 }
                 Ok(None)
             })
             .await;
-        self.history.clear();
         match res {
             Ok(Some((seq, id))) => {
+                self.history.remove(&seq);
                 if let Some(old) = self.fresh.remove(&seq) {
                     self.fresh_bytes -= old.payload.len();
                 }
@@ -413,8 +416,11 @@ impl StreamTask {
             if resend {
                 m.resent_messages.inc_by(messages);
             }
-            if self.history.len() < 64 {
-                self.history.push(now);
+            for seq in from..=sent_upto {
+                let h = self.history.entry(seq).or_default();
+                if h.len() < 64 {
+                    h.push(now);
+                }
             }
             window.on_sent(sent_upto, Instant::now());
             let (r, c) = (self.receiver.to_string(), self.channel.to_string());

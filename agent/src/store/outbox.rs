@@ -203,7 +203,7 @@ pub fn publish(
             .optional()?;
         if let Some(id) = earlier {
             let mut stmt = conn.prepare_cached(
-                "SELECT receiver FROM deliveries WHERE message_id = ? ORDER BY receiver",
+                "SELECT receiver FROM deliveries WHERE message_id = ? ORDER BY receiver, seq",
             )?;
             let receivers = stmt
                 .query_map([&id], |r| r.get(0))?
@@ -358,6 +358,109 @@ pub fn dead_letter(
     )?
     .execute(params![reason, attempts, history, now, receiver, channel, seq as i64])?;
     Ok(true)
+}
+
+/// A sender-side dead letter: a delivery given up on.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// Message id.
+    pub id: String,
+    /// Channel.
+    pub channel: String,
+    /// The receiver it did not reach.
+    pub receiver: String,
+    /// Its stream sequence.
+    pub seq: u64,
+    /// Why.
+    pub reason: String,
+    /// Sends made.
+    pub attempts: u32,
+    /// Send times (ms) of the last rounds.
+    pub history: Vec<i64>,
+    /// When it was given up (ms).
+    pub dead_at: i64,
+}
+
+/// Dead letters, oldest first, optionally of one message, channel or receiver.
+pub fn list_dead(
+    conn: &Connection,
+    id: Option<&str>,
+    channel: Option<&str>,
+    receiver: Option<&str>,
+    limit: usize,
+) -> Result<Vec<DeadLetter>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT message_id, channel, receiver, seq, reason, attempts, history, dead_at FROM dead_letters
+         WHERE (?1 IS NULL OR message_id = ?1) AND (?2 IS NULL OR channel = ?2) AND (?3 IS NULL OR receiver = ?3)
+         ORDER BY dead_at, receiver, seq LIMIT ?4",
+    )?;
+    let rows = stmt
+        .query_map(
+            params![id, channel, receiver, limit.min(i64::MAX as usize) as i64],
+            |r| {
+                Ok(DeadLetter {
+                    id: r.get(0)?,
+                    channel: r.get(1)?,
+                    receiver: r.get(2)?,
+                    seq: r.get::<_, i64>(3)? as u64,
+                    reason: r.get(4)?,
+                    attempts: r.get::<_, i64>(5)? as u32,
+                    history: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+                    dead_at: r.get(7)?,
+                })
+            },
+        )?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Deletes a message's dead letters (of one receiver, or all); returns how many.
+pub fn delete_dead(conn: &Connection, id: &str, receiver: Option<&str>) -> Result<u64> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM dead_letters WHERE message_id = ?1 AND (?2 IS NULL OR receiver = ?2)",
+        )?
+        .execute(params![id, receiver])? as u64)
+}
+
+/// What a redrive did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Redrive {
+    /// Queued again: (receiver, channel, new sequence) per dead letter.
+    Queued(Vec<(String, String, u64)>),
+    /// No such dead letter.
+    NotFound,
+    /// The message's TTL has run out; nothing was queued.
+    Expired,
+}
+
+/// Queues a message's dead letters (of one receiver, or all) again, each as a new
+/// delivery at the end of its stream; the dead-letter records go away.
+pub fn redrive_dead(
+    conn: &Connection,
+    id: &str,
+    receiver: Option<&str>,
+    now: i64,
+) -> Result<Redrive> {
+    let dead = list_dead(conn, Some(id), None, receiver, usize::MAX)?;
+    if dead.is_empty() {
+        return Ok(Redrive::NotFound);
+    }
+    let expires: Option<i64> = conn
+        .prepare_cached("SELECT expires_at FROM messages WHERE id = ? AND length(payload) > 0")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    match expires {
+        Some(e) if e > now => {}
+        _ => return Ok(Redrive::Expired),
+    }
+    let mut out = Vec::with_capacity(dead.len());
+    for d in dead {
+        let seq = enqueue(conn, &d.receiver, &d.channel, id, now)?;
+        out.push((d.receiver, d.channel, seq));
+    }
+    delete_dead(conn, id, receiver)?;
+    Ok(Redrive::Queued(out))
 }
 
 /// One stream as loaded at start.
@@ -523,6 +626,7 @@ pub fn sweep(conn: &Connection, now: i64, retention_ms: i64, limit: i64) -> Resu
                SELECT m.id FROM messages m
                WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id)
                  AND NOT EXISTS (SELECT 1 FROM unrouted u WHERE u.message_id = m.id)
+                 AND NOT EXISTS (SELECT 1 FROM dead_letters x WHERE x.message_id = m.id)
                  AND (m.expires_at <= ? OR m.created_at < ?)
                LIMIT ?)",
         )?
@@ -588,7 +692,7 @@ pub fn status(conn: &Connection, id: &str) -> Result<Option<MessageStatus>> {
         .is_some();
     let mut stmt = conn.prepare(
         "SELECT receiver, state, seq, attempts, queued_at, sent_at, done_at, reason
-         FROM deliveries WHERE message_id = ? ORDER BY receiver",
+         FROM deliveries WHERE message_id = ? ORDER BY receiver, seq",
     )?;
     let rows = stmt
         .query_map([id], |r| {

@@ -155,6 +155,7 @@ CREATE TABLE group_dead (
   PRIMARY KEY (channel, grp, offset)
 ) WITHOUT ROWID;
 CREATE INDEX group_dead_by_id ON group_dead(message_id);
+CREATE INDEX dead_letters_by_message ON dead_letters(message_id);
 "#,
 ];
 

@@ -22,6 +22,9 @@ const READERS: [&str; 3] = ["bob", "lisa", "andy"];
 
 async fn show(net: &TestNet, expected: &[(&str, usize)]) -> anyhow::Result<()> {
     for &(r, expected) in expected {
+        net.client(r)
+            .ensure_group("chat", "demo", &rmds::GroupOptions::default())
+            .await?;
         let got = drain(
             &net.client(r),
             "chat",
