@@ -9,6 +9,7 @@ mod dead;
 mod error;
 mod groups;
 mod messages;
+mod ws;
 
 pub use error::ApiError;
 
@@ -110,6 +111,8 @@ pub fn router(state: AppState) -> Router {
             post(groups::redrive),
         )
         .route("/v1/messages/{id}", get(messages::status))
+        .route("/v1/ws", get(ws::ws))
+        .route("/v1/ws/tap", get(ws::tap))
         .route("/v1/dead-letters", get(dead::list))
         .route("/v1/dead-letters/{id}", get(dead::get).delete(dead::delete))
         .route("/v1/dead-letters/{id}/redrive", post(dead::redrive))

@@ -11,6 +11,7 @@ pub mod window;
 
 use crate::config::DeliveryConfig;
 use crate::discovery::{Discovery, DiscoveryEvent};
+use crate::events::EventKind;
 use crate::metrics::Metrics;
 use crate::names::{Channel, NodeId};
 use crate::store::{self, now_ms, NewMessage, Store};
@@ -264,6 +265,15 @@ impl DeliveryTask {
             .await
         {
             Ok(seqs) => {
+                for &seq in &seqs {
+                    self.shared.metrics.events.emit(
+                        EventKind::Enqueued,
+                        Some(channel.as_str()),
+                        None,
+                        Some(node.as_str()),
+                        serde_json::json!({"seq": seq, "routed": "unrouted"}),
+                    );
+                }
                 if let Some(&last) = seqs.last() {
                     tracing::info!(peer = %node, channel = %channel, count = seqs.len(), "routed unrouted messages to new reader");
                     self.send(&node, &channel, StreamCmd::New(last)).await;
@@ -309,7 +319,14 @@ impl DeliveryTask {
                 m.expired
                     .inc_by(out.expired.len() as u64 + out.expired_unrouted);
                 let mut kicked = std::collections::HashSet::new();
-                for (r, c, _) in out.expired {
+                for (r, c, seq) in out.expired {
+                    self.shared.metrics.events.emit(
+                        EventKind::Expired,
+                        Some(&c),
+                        None,
+                        Some(&r),
+                        serde_json::json!({"seq": seq}),
+                    );
                     if let (Ok(r), Ok(c)) = (NodeId::new(r), Channel::new(c)) {
                         if kicked.insert((r.clone(), c.clone())) {
                             self.send(&r, &c, StreamCmd::Kick).await;

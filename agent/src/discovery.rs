@@ -13,6 +13,7 @@ mod view;
 pub use view::{Liveness, PeerSnapshot};
 
 use crate::config::DiscoveryConfig;
+use crate::events::EventKind;
 use crate::metrics::Metrics;
 use crate::names::{Channel, NodeId, Role};
 use crate::store::{self, now_ms, Store};
@@ -274,6 +275,7 @@ impl DiscoveryTask {
                         let offline = self.handle.write(|v| v.bye(&b.node, b.incarnation));
                         if offline {
                             tracing::info!(peer = %b.node, "peer said bye");
+                            self.metrics.events.emit(EventKind::PeerDown, None, None, Some(b.node.as_str()), serde_json::json!({"reason": "bye"}));
                         }
                         self.update_gauges();
                     }
@@ -285,6 +287,7 @@ impl DiscoveryTask {
                     let gone = self.handle.write(|v| v.mark_offline(Instant::now(), self.config.node_offline_timeout));
                     for node in gone {
                         tracing::info!(peer = %node, "peer offline (no keepalive)");
+                        self.metrics.events.emit(EventKind::PeerDown, None, None, Some(node.as_str()), serde_json::json!({"reason": "no keepalive"}));
                     }
                     self.update_gauges();
                 }
@@ -311,6 +314,13 @@ impl DiscoveryTask {
         let change = self.handle.write(|v| v.apply(&a, Instant::now(), now));
         if change.came_online {
             tracing::info!(peer = %a.node, "peer online");
+            self.metrics.events.emit(
+                EventKind::PeerUp,
+                None,
+                None,
+                Some(a.node.as_str()),
+                serde_json::Value::Null,
+            );
         }
         self.update_gauges();
         if change.persist {

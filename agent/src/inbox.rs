@@ -7,6 +7,7 @@
 //! appended twice; the dedupe state is in SQLite and has no time window. A new sender
 //! epoch (its database was recreated) is a new stream.
 
+use crate::events::EventKind;
 use crate::metrics::Metrics;
 use crate::names::{Channel, NodeId};
 use crate::store::{self, now_ms, InboundMessage, Store};
@@ -74,6 +75,7 @@ struct Pending {
     key: StreamKey,
     last: u64,
     count: u64,
+    ids: Vec<String>,
     result: Result<store::AppendOutcome, store::Error>,
 }
 
@@ -246,6 +248,7 @@ impl Inbox {
         self.accepted.insert(key.clone(), new_last);
         *self.inflight.entry(key.clone()).or_insert(0) += 1;
         let count = msgs.len() as u64;
+        let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
         let (s, e, c) = (key.0.to_string(), key.1, key.2.to_string());
         let rx = self
             .store
@@ -263,6 +266,7 @@ impl Inbox {
                 key,
                 last: new_last,
                 count,
+                ids,
                 result,
             }
         }))
@@ -279,6 +283,18 @@ impl Inbox {
                 self.metrics.processed.inc_by(done.count);
                 if outcome.count > 0 {
                     self.heads.advance(&done.key.2, outcome.head);
+                }
+                if outcome.count == done.ids.len() as u64 {
+                    let first = outcome.first_offset;
+                    for (i, id) in done.ids.iter().enumerate() {
+                        self.metrics.events.emit(
+                            EventKind::Received,
+                            Some(done.key.2.as_str()),
+                            Some(id),
+                            Some(done.key.0.as_str()),
+                            serde_json::json!({"offset": first + i as u64}),
+                        );
+                    }
                 }
                 self.send_ack(&done.key, done.last).await;
             }

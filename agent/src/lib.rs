@@ -27,6 +27,7 @@ pub mod api;
 pub mod config;
 pub mod delivery;
 pub mod discovery;
+pub mod events;
 pub mod groups;
 pub mod inbox;
 pub mod metrics;

@@ -9,6 +9,9 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Recent events kept for taps that ask for history (`last_n`).
+pub const TAP_HISTORY: usize = 10_000;
+
 macro_rules! metrics {
     (counters { $($c:ident: $cdoc:literal,)* } gauges { $($g:ident: $gdoc:literal,)* }) => {
         /// The agent's metrics. Cheap to share behind an `Arc`.
@@ -17,6 +20,8 @@ macro_rules! metrics {
             $(#[doc = $gdoc] pub $g: Gauge,)*
             registry: Registry,
             started: Instant,
+            /// The live event stream (tap) travels with the metrics.
+            pub events: crate::events::Events,
         }
 
         impl Metrics {
@@ -25,7 +30,12 @@ macro_rules! metrics {
                 let mut registry = Registry::with_prefix("rmds");
                 $(let $c = Counter::default(); registry.register(stringify!($c), $cdoc, $c.clone());)*
                 $(let $g = Gauge::default(); registry.register(stringify!($g), $gdoc, $g.clone());)*
-                Arc::new(Metrics { $($c,)* $($g,)* registry, started: Instant::now() })
+                Arc::new(Metrics {
+                    $($c,)* $($g,)*
+                    registry,
+                    started: Instant::now(),
+                    events: crate::events::Events::new(TAP_HISTORY),
+                })
             }
         }
     };
@@ -62,6 +72,8 @@ metrics! {
         group_redeliveries: "Messages handed to a consumer group again (lease ran out or nack)",
         group_dead_lettered: "Messages moved to a consumer group's dead-letter queue",
         groups_expired: "Consumer groups deleted after their idle TTL",
+        ws_connections: "WebSocket connections accepted (API and tap)",
+        ws_slow_consumers: "WebSocket clients disconnected because they did not read fast enough",
     }
     gauges {
         pending_messages: "Deliveries not yet acknowledged (all receivers)",
@@ -128,6 +140,8 @@ impl Metrics {
             "group_redeliveries": self.group_redeliveries.get(),
             "group_dead_lettered": self.group_dead_lettered.get(),
             "groups_expired": self.groups_expired.get(),
+            "ws_connections": self.ws_connections.get(),
+            "ws_slow_consumers": self.ws_slow_consumers.get(),
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use super::error::from_rejection;
 use super::{ApiError, AppState};
+use crate::events::EventKind;
 use crate::groups::{Leased, Settle};
 use crate::names::{Channel, GroupName, NodeId, Role};
 use crate::store::{self, now_ms, NewMessage, PublishOutcome};
@@ -34,7 +35,7 @@ pub(super) fn channel(ch: &str) -> Result<Channel, ApiError> {
 }
 
 /// Checks that this node may publish on `channel`.
-fn check_writer(state: &AppState, channel: &Channel) -> Result<(), ApiError> {
+pub(super) fn check_writer(state: &AppState, channel: &Channel) -> Result<(), ApiError> {
     match state.discovery.own_role(channel) {
         Some(r) if r.writes() => Ok(()),
         Some(Role::Reader) => Err(ApiError::forbidden(format!(
@@ -54,12 +55,12 @@ fn max_message(state: &AppState, content_type: &str, headers: &str) -> usize {
         .saturating_sub(FRAME_OVERHEAD + ENTRY_OVERHEAD + 26 + content_type.len() + headers.len())
 }
 
-struct Draft {
-    payload: Vec<u8>,
-    content_type: String,
-    headers: Vec<(String, String)>,
-    ttl: Duration,
-    idempotency_key: Option<String>,
+pub(super) struct Draft {
+    pub payload: Vec<u8>,
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+    pub ttl: Duration,
+    pub idempotency_key: Option<String>,
 }
 
 /// Validates a draft and turns it into a message ready to store.
@@ -108,7 +109,7 @@ fn readers(state: &AppState, channel: &Channel) -> Vec<String> {
 }
 
 /// The result of one publish, as JSON, with its status.
-async fn publish_one(
+pub(super) async fn publish_one(
     state: &AppState,
     channel: &Channel,
     d: Draft,
@@ -152,6 +153,22 @@ async fn finish_publish(
                 }
             }
             let receivers: Vec<String> = routes.iter().map(|(r, _)| r.clone()).collect();
+            m.events.emit(
+                EventKind::Published,
+                Some(channel.as_str()),
+                Some(&id),
+                None,
+                json!({"receivers": receivers, "unrouted": unrouted}),
+            );
+            for (r, ch, seq) in &dropped {
+                m.events.emit(
+                    EventKind::Dropped,
+                    Some(ch),
+                    None,
+                    Some(r),
+                    json!({"seq": seq}),
+                );
+            }
             if unrouted && !readers(state, channel).is_empty() {
                 // A reader appeared while this publish was being stored.
                 state.delivery.route(channel.clone()).await;
@@ -200,7 +217,7 @@ fn message_headers(h: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-fn ttl_of(state: &AppState, q: &Option<String>) -> Result<Duration, ApiError> {
+pub(super) fn ttl_of(state: &AppState, q: &Option<String>) -> Result<Duration, ApiError> {
     match q {
         Some(v) => {
             let d = parse_duration("ttl", v)?;

@@ -3,6 +3,7 @@
 use super::window::{AckOutcome, Action, Window, WindowConfig};
 use super::Shared;
 use crate::discovery::Liveness;
+use crate::events::EventKind;
 use crate::names::{Channel, NodeId};
 use crate::store::{self, now_ms, DeliveryState, NewMessage, WindowRow};
 use crate::wire::{DataBatch, Entry, MessageBody, Packet, FRAME_OVERHEAD};
@@ -188,7 +189,14 @@ impl StreamTask {
         self.fresh_bytes -= gone.values().map(|m| m.payload.len()).sum::<usize>();
     }
 
-    fn commit_ack(&self, _from: u64, to: u64) {
+    fn commit_ack(&self, from: u64, to: u64) {
+        self.shared.metrics.events.emit(
+            EventKind::Acked,
+            Some(self.channel.as_str()),
+            None,
+            Some(self.receiver.as_str()),
+            serde_json::json!({"from": from, "to": to}),
+        );
         let (r, c) = (self.receiver.to_string(), self.channel.to_string());
         let writer = self.shared.store.writer.clone();
         let metrics = self.shared.metrics.clone();
@@ -237,7 +245,7 @@ impl StreamTask {
             .iter()
             .map(|(s, h)| (*s, serde_json::to_string(h).unwrap_or_else(|_| "[]".into())))
             .collect();
-        let reason = reason.to_string();
+        let why = reason.to_string();
         let res = self
             .shared
             .store
@@ -247,7 +255,7 @@ impl StreamTask {
                 for row in rows {
                     if row.state.pending() {
                         let h = history.get(&row.seq).map_or("[]", String::as_str);
-                        store::outbox::dead_letter(conn, &r, &c, row.seq, &reason, attempts, h)?;
+                        store::outbox::dead_letter(conn, &r, &c, row.seq, &why, attempts, h)?;
                         return Ok(Some((row.seq, row.id)));
                     }
                 }
@@ -262,6 +270,13 @@ impl StreamTask {
                 }
                 self.shared.metrics.dead_lettered.inc();
                 self.shared.metrics.pending_messages.dec();
+                self.shared.metrics.events.emit(
+                    EventKind::DeadLettered,
+                    Some(self.channel.as_str()),
+                    Some(&id),
+                    Some(self.receiver.as_str()),
+                    serde_json::json!({"seq": seq, "attempts": attempts, "reason": reason}),
+                );
                 tracing::warn!(peer = %self.receiver, channel = %self.channel, seq, msg = %id, attempts, "dead-lettered");
             }
             Ok(None) => {}
@@ -416,6 +431,17 @@ impl StreamTask {
             if resend {
                 m.resent_messages.inc_by(messages);
             }
+            m.events.emit(
+                if resend {
+                    EventKind::Retried
+                } else {
+                    EventKind::Sent
+                },
+                Some(self.channel.as_str()),
+                None,
+                Some(self.receiver.as_str()),
+                serde_json::json!({"from": from, "to": sent_upto, "messages": messages}),
+            );
             for seq in from..=sent_upto {
                 let h = self.history.entry(seq).or_default();
                 if h.len() < 64 {
@@ -444,6 +470,7 @@ impl StreamTask {
             self.channel.to_string(),
             seqs.to_vec(),
         );
+        let seqs_copy = seqs.clone();
         let res = self
             .shared
             .store
@@ -464,6 +491,17 @@ impl StreamTask {
         match res {
             Ok(n) => {
                 let m = &self.shared.metrics;
+                m.events.emit(
+                    if state == DeliveryState::Dead {
+                        EventKind::DeadLettered
+                    } else {
+                        EventKind::Expired
+                    },
+                    Some(self.channel.as_str()),
+                    None,
+                    Some(self.receiver.as_str()),
+                    serde_json::json!({"seqs": seqs_copy, "reason": reason}),
+                );
                 if state == DeliveryState::Dead {
                     m.dead_lettered.inc_by(n);
                     tracing::warn!(peer = %self.receiver, channel = %self.channel, count = n, "dead-lettered oversize messages");

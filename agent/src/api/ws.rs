@@ -1,0 +1,612 @@
+//! WebSocket API: `/v1/ws` (publish, subscribe through consumer groups with credit,
+//! ack/nack/term, ping) and `/v1/ws/tap` (the live event stream).
+//!
+//! Frames are JSON text. Requests carry `op` and an optional `request_id` that the
+//! reply echoes. Errors are `{"type":"error","request_id","code","message"}` with the
+//! HTTP API's codes plus `slow_consumer`.
+//!
+//! Flow control: a subscription's `credit` is the most messages the client holds
+//! unsettled; the server never sends more, and each ack/nack/term makes room again
+//! (`{"op":"credit"}` changes the credit). Every connection has a bounded outbound
+//! queue (frames and bytes); a client that stops reading fills it, is sent
+//! `slow_consumer` and is disconnected, so a stuck client cannot grow the agent's
+//! memory. Messages it held are redelivered when their leases run out.
+
+use super::messages::{
+    channel as parse_channel, check_reader, check_writer, message_json, parse_duration,
+    publish_one, ttl_of, Draft,
+};
+use super::{ApiError, AppState};
+use crate::events::Event;
+use crate::groups::{Settle, DEFAULT_GROUP};
+use crate::names::{Channel, GroupName};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+/// Most frames waiting to be written to one connection.
+pub const QUEUE_FRAMES: usize = 1024;
+/// Most bytes waiting to be written to one connection.
+pub const QUEUE_BYTES: usize = 16 << 20;
+/// Most subscriptions on one connection.
+pub const MAX_SUBSCRIPTIONS: usize = 64;
+/// Largest credit a subscription may grant.
+pub const MAX_CREDIT: usize = 10_000;
+
+/// The outbound side of a connection: a bounded queue in front of the socket.
+#[derive(Clone)]
+struct Outbound {
+    tx: mpsc::UnboundedSender<Utf8Bytes>,
+    frames: Arc<AtomicUsize>,
+    bytes: Arc<AtomicUsize>,
+    /// Set when the connection must end (closed, or too slow).
+    stop: CancellationToken,
+    slow: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Outbound {
+    /// Queues a frame; false (and the connection is ending) when the client is too slow.
+    fn push(&self, v: &Value) -> bool {
+        if self.stop.is_cancelled() {
+            return false;
+        }
+        let text = v.to_string();
+        let len = text.len();
+        let frames = self.frames.fetch_add(1, Ordering::SeqCst) + 1;
+        let bytes = self.bytes.fetch_add(len, Ordering::SeqCst) + len;
+        if frames > QUEUE_FRAMES || bytes > QUEUE_BYTES {
+            self.slow.store(true, Ordering::SeqCst);
+            self.stop.cancel();
+            return false;
+        }
+        if self.tx.send(text.into()).is_err() {
+            self.stop.cancel();
+            return false;
+        }
+        true
+    }
+}
+
+fn error_frame(request_id: &Value, code: &str, message: impl Into<String>) -> Value {
+    json!({"type": "error", "request_id": request_id, "code": code, "message": message.into()})
+}
+
+fn api_error_frame(request_id: &Value, e: ApiError) -> Value {
+    error_frame(request_id, e.code, e.message)
+}
+
+/// Writes queued frames to the socket until the connection ends; a slow client gets
+/// a last `slow_consumer` error (if the socket takes it) and is closed.
+async fn writer(
+    mut sink: futures::stream::SplitSink<WebSocket, Message>,
+    mut rx: mpsc::UnboundedReceiver<Utf8Bytes>,
+    out: Outbound,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = out.stop.cancelled() => break,
+            m = rx.recv() => {
+                let Some(text) = m else { break };
+                let len = text.len();
+                let sent = tokio::select! {
+                    r = sink.send(Message::Text(text)) => r.is_ok(),
+                    _ = out.stop.cancelled() => false,
+                };
+                out.frames.fetch_sub(1, Ordering::SeqCst);
+                out.bytes.fetch_sub(len, Ordering::SeqCst);
+                if !sent {
+                    break;
+                }
+            }
+        }
+    }
+    if out.slow.load(Ordering::SeqCst) {
+        metrics.ws_slow_consumers.inc();
+        tracing::warn!("WebSocket client too slow; disconnecting it");
+        let frame = error_frame(
+            &Value::Null,
+            "slow_consumer",
+            "the client did not read fast enough; its queue is full and the connection is closed",
+        );
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            sink.send(Message::Text(frame.to_string().into())),
+        )
+        .await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+    out.stop.cancel();
+}
+
+/// `GET /v1/ws`: the application WebSocket.
+pub async fn ws(
+    State(state): State<Arc<AppState>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(upgrade_error)?;
+    let limit = state.transport.max_payload() * 2 + 64 * 1024;
+    Ok(upgrade
+        .max_message_size(limit)
+        .on_upgrade(move |socket| Session::run(state, socket)))
+}
+
+fn upgrade_error(e: WebSocketUpgradeRejection) -> ApiError {
+    ApiError::new(
+        e.status(),
+        "bad_request",
+        format!("a WebSocket upgrade is required here: {}", e.body_text()),
+    )
+}
+
+struct Subscription {
+    channel: Channel,
+    group: GroupName,
+    credit: Arc<AtomicUsize>,
+    held: Arc<Mutex<HashSet<String>>>,
+    room: Arc<Notify>,
+    stop: CancellationToken,
+}
+
+struct Session {
+    state: Arc<AppState>,
+    out: Outbound,
+    subs: HashMap<String, Subscription>,
+    next_sub: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    op: String,
+    #[serde(default)]
+    request_id: Value,
+    channel: Option<String>,
+    group: Option<String>,
+    subscription: Option<String>,
+    credit: Option<usize>,
+    ids: Option<Vec<String>>,
+    delay: Option<String>,
+    error: Option<String>,
+    data: Option<Value>,
+    text: Option<String>,
+    data_base64: Option<String>,
+    content_type: Option<String>,
+    headers: Option<HashMap<String, String>>,
+    ttl: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+impl Session {
+    async fn run(state: Arc<AppState>, socket: WebSocket) {
+        state.metrics.ws_connections.inc();
+        let (sink, mut stream) = socket.split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let out = Outbound {
+            tx,
+            frames: Arc::new(AtomicUsize::new(0)),
+            bytes: Arc::new(AtomicUsize::new(0)),
+            stop: CancellationToken::new(),
+            slow: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        let writer = tokio::spawn(writer(sink, rx, out.clone(), state.metrics.clone()));
+        let mut session = Session {
+            state,
+            out: out.clone(),
+            subs: HashMap::new(),
+            next_sub: 0,
+        };
+        loop {
+            let frame = tokio::select! {
+                _ = out.stop.cancelled() => break,
+                f = stream.next() => f,
+            };
+            match frame {
+                Some(Ok(Message::Text(t))) => session.handle(t.as_str()).await,
+                Some(Ok(Message::Binary(_))) => {
+                    session.state.metrics.api_client_errors.inc();
+                    out.push(&error_frame(
+                        &Value::Null,
+                        "bad_request",
+                        "send JSON text frames",
+                    ));
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {} // ping/pong frames are answered by the library
+            }
+        }
+        for (_, s) in session.subs.drain() {
+            s.stop.cancel();
+        }
+        out.stop.cancel();
+        let _ = writer.await;
+    }
+
+    async fn handle(&mut self, text: &str) {
+        let req: Request = match serde_json::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                self.state.metrics.api_client_errors.inc();
+                let id = serde_json::from_str::<Value>(text)
+                    .ok()
+                    .map(|v| v["request_id"].clone())
+                    .unwrap_or(Value::Null);
+                self.out.push(&error_frame(
+                    &id,
+                    "bad_request",
+                    format!("invalid request: {e}"),
+                ));
+                return;
+            }
+        };
+        let id = req.request_id.clone();
+        let reply = match self.dispatch(req).await {
+            Ok(v) => v,
+            Err(e) => {
+                if e.status.is_client_error() {
+                    self.state.metrics.api_client_errors.inc();
+                }
+                api_error_frame(&id, e)
+            }
+        };
+        self.out.push(&reply);
+    }
+
+    async fn dispatch(&mut self, req: Request) -> Result<Value, ApiError> {
+        let id = req.request_id.clone();
+        match req.op.as_str() {
+            "ping" => Ok(json!({"type": "pong", "request_id": id})),
+            "publish" => self.publish(req).await,
+            "subscribe" => self.subscribe(req),
+            "unsubscribe" => {
+                let name = req
+                    .subscription
+                    .ok_or_else(|| ApiError::bad_request("unsubscribe needs subscription"))?;
+                let s = self.subs.remove(&name).ok_or_else(|| {
+                    ApiError::not_found(format!("no subscription {name:?} on this connection"))
+                })?;
+                s.stop.cancel();
+                Ok(json!({"type": "unsubscribed", "request_id": id, "subscription": name}))
+            }
+            "credit" => {
+                let name = req
+                    .subscription
+                    .ok_or_else(|| ApiError::bad_request("credit needs subscription"))?;
+                let n = req
+                    .credit
+                    .ok_or_else(|| ApiError::bad_request("credit needs credit"))?;
+                if n == 0 || n > MAX_CREDIT {
+                    return Err(ApiError::bad_request(format!(
+                        "credit must be between 1 and {MAX_CREDIT}"
+                    )));
+                }
+                let s = self.subs.get(&name).ok_or_else(|| {
+                    ApiError::not_found(format!("no subscription {name:?} on this connection"))
+                })?;
+                s.credit.store(n, Ordering::SeqCst);
+                s.room.notify_one();
+                Ok(json!({"type": "credit", "request_id": id, "subscription": name, "credit": n}))
+            }
+            "ack" | "nack" | "term" | "extend" => self.settle(req).await,
+            other => Err(ApiError::bad_request(format!(
+                "unknown op {other:?}; use publish, subscribe, unsubscribe, credit, ack, nack, term, extend or ping"
+            ))),
+        }
+    }
+
+    async fn publish(&mut self, req: Request) -> Result<Value, ApiError> {
+        let ch = req
+            .channel
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("publish needs channel"))?;
+        let channel = parse_channel(ch)?;
+        check_writer(&self.state, &channel)?;
+        let given =
+            req.data.is_some() as u8 + req.text.is_some() as u8 + req.data_base64.is_some() as u8;
+        if given != 1 {
+            return Err(ApiError::bad_request(
+                "publish needs exactly one of data (JSON), text or data_base64",
+            ));
+        }
+        let (payload, default_type) = if let Some(d) = req.data {
+            (d.to_string().into_bytes(), "application/json")
+        } else if let Some(t) = req.text {
+            (t.into_bytes(), "text/plain; charset=utf-8")
+        } else {
+            let b = req.data_base64.unwrap_or_default();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b.as_bytes())
+                .map_err(|e| ApiError::bad_request(format!("data_base64: {e}")))?;
+            (bytes, "application/octet-stream")
+        };
+        let mut headers: Vec<(String, String)> =
+            req.headers.unwrap_or_default().into_iter().collect();
+        headers.sort();
+        let draft = Draft {
+            payload,
+            content_type: req.content_type.unwrap_or_else(|| default_type.to_string()),
+            headers,
+            ttl: ttl_of(&self.state, &req.ttl)?,
+            idempotency_key: req.idempotency_key,
+        };
+        let (_, mut v) = publish_one(&self.state, &channel, draft).await?;
+        v["type"] = json!("published");
+        v["request_id"] = req.request_id;
+        Ok(v)
+    }
+
+    fn subscribe(&mut self, req: Request) -> Result<Value, ApiError> {
+        let ch = req
+            .channel
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("subscribe needs channel"))?;
+        let channel = parse_channel(ch)?;
+        let group = GroupName::new(req.group.unwrap_or_else(|| DEFAULT_GROUP.into()))?;
+        check_reader(&self.state, &channel)?;
+        let credit = req.credit.unwrap_or(100);
+        if credit == 0 || credit > MAX_CREDIT {
+            return Err(ApiError::bad_request(format!(
+                "credit must be between 1 and {MAX_CREDIT}"
+            )));
+        }
+        if self.subs.len() >= MAX_SUBSCRIPTIONS {
+            return Err(ApiError::bad_request(format!(
+                "at most {MAX_SUBSCRIPTIONS} subscriptions per connection"
+            )));
+        }
+        let name = match req.subscription {
+            Some(n) => {
+                if n.is_empty() || n.len() > 64 {
+                    return Err(ApiError::bad_request(
+                        "subscription names are 1-64 characters",
+                    ));
+                }
+                if self.subs.contains_key(&n) {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        "conflict",
+                        format!("subscription {n:?} exists on this connection"),
+                    ));
+                }
+                n
+            }
+            None => {
+                self.next_sub += 1;
+                format!("s{}", self.next_sub)
+            }
+        };
+        let sub = Subscription {
+            channel: channel.clone(),
+            group: group.clone(),
+            credit: Arc::new(AtomicUsize::new(credit)),
+            held: Arc::new(Mutex::new(HashSet::new())),
+            room: Arc::new(Notify::new()),
+            stop: self.out.stop.child_token(),
+        };
+        tokio::spawn(pump(
+            self.state.clone(),
+            self.out.clone(),
+            name.clone(),
+            channel.clone(),
+            group.clone(),
+            sub.credit.clone(),
+            sub.held.clone(),
+            sub.room.clone(),
+            sub.stop.clone(),
+        ));
+        self.subs.insert(name.clone(), sub);
+        Ok(json!({
+            "type": "subscribed", "request_id": req.request_id, "subscription": name,
+            "channel": channel, "group": group, "credit": credit,
+        }))
+    }
+
+    async fn settle(&mut self, req: Request) -> Result<Value, ApiError> {
+        let name = req
+            .subscription
+            .ok_or_else(|| ApiError::bad_request(format!("{} needs subscription", req.op)))?;
+        let ids = req
+            .ids
+            .ok_or_else(|| ApiError::bad_request(format!("{} needs ids", req.op)))?;
+        if ids.is_empty() || ids.len() > 10_000 {
+            return Err(ApiError::bad_request("ids must hold 1 to 10000 ids"));
+        }
+        let s = self.subs.get(&name).ok_or_else(|| {
+            ApiError::not_found(format!("no subscription {name:?} on this connection"))
+        })?;
+        let how = match req.op.as_str() {
+            "ack" => Settle::Ack,
+            "term" => Settle::Term,
+            "extend" => Settle::Extend,
+            _ => Settle::Nack(
+                match &req.delay {
+                    Some(d) => parse_duration("delay", d)?,
+                    None => Duration::ZERO,
+                },
+                req.error.map(|e| e.chars().take(1024).collect()),
+            ),
+        };
+        let extend = how == Settle::Extend;
+        let r = self
+            .state
+            .groups
+            .settle(&s.channel, &s.group, &ids, how)
+            .await?;
+        if !extend {
+            let mut held = match s.held.lock() {
+                Ok(h) => h,
+                Err(p) => p.into_inner(),
+            };
+            for i in &ids {
+                held.remove(i);
+            }
+            drop(held);
+            s.room.notify_one();
+        }
+        Ok(json!({
+            "type": match req.op.as_str() {
+                "ack" => "acked",
+                "nack" => "nacked",
+                "term" => "termed",
+                _ => "extended",
+            },
+            "request_id": req.request_id, "subscription": name,
+            "applied": r.applied, "not_found": r.not_found,
+        }))
+    }
+}
+
+/// Feeds one subscription: pulls from its group while the client has credit left.
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    state: Arc<AppState>,
+    out: Outbound,
+    name: String,
+    channel: Channel,
+    group: GroupName,
+    credit: Arc<AtomicUsize>,
+    held: Arc<Mutex<HashSet<String>>>,
+    room: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let consumer = format!("ws:{name}");
+    let wait = state.groups.max_wait().min(Duration::from_secs(30));
+    loop {
+        let holding = match held.lock() {
+            Ok(h) => h.len(),
+            Err(p) => p.into_inner().len(),
+        };
+        let free = credit.load(Ordering::SeqCst).saturating_sub(holding);
+        if free == 0 {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = room.notified() => continue,
+            }
+        }
+        let pulled = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = state.groups.pull(&channel, &group, Some(&consumer), free.min(state.groups.max_batch()), wait) => r,
+        };
+        let msgs = match pulled {
+            Ok(m) => m,
+            Err(e) => {
+                let e: ApiError = e.into();
+                out.push(&json!({
+                    "type": "error", "request_id": Value::Null, "subscription": name,
+                    "code": e.code, "message": e.message,
+                }));
+                return;
+            }
+        };
+        for m in msgs {
+            match held.lock() {
+                Ok(mut h) => h.insert(m.entry.id.clone()),
+                Err(p) => p.into_inner().insert(m.entry.id.clone()),
+            };
+            let frame = json!({
+                "type": "message", "subscription": name, "message": message_json(&channel, &m),
+            });
+            if !out.push(&frame) {
+                return;
+            }
+        }
+    }
+}
+
+/// `?channel=&last_n=` of the tap.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapQuery {
+    channel: Option<String>,
+    last_n: Option<usize>,
+}
+
+/// `GET /v1/ws/tap?channel=…&last_n=…`: every publish, delivery and lifecycle event of
+/// this node (of one channel, or all), recent history first. Consumes nothing.
+pub async fn tap(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<TapQuery>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| super::error::from_rejection(e.status(), e.body_text()))?;
+    let channel = q.channel.map(Channel::new).transpose()?;
+    let last_n = q.last_n.unwrap_or(0);
+    if last_n > crate::metrics::TAP_HISTORY {
+        return Err(ApiError::bad_request(format!(
+            "last_n must be at most {}",
+            crate::metrics::TAP_HISTORY
+        )));
+    }
+    Ok(upgrade
+        .map_err(upgrade_error)?
+        .on_upgrade(move |socket| run_tap(state, socket, channel, last_n))
+        .into_response())
+}
+
+async fn run_tap(state: Arc<AppState>, socket: WebSocket, channel: Option<Channel>, last_n: usize) {
+    state.metrics.ws_connections.inc();
+    let filter = {
+        let c = channel.clone();
+        move |e: &Event| match &c {
+            None => true,
+            // Peer events concern every channel.
+            Some(c) => e.channel.as_deref().is_none_or(|ec| ec == c.as_str()),
+        }
+    };
+    let (history, mut rx) = state.metrics.events.subscribe(last_n, &filter);
+    let (sink, mut stream) = socket.split();
+    let (tx, wrx) = mpsc::unbounded_channel();
+    let out = Outbound {
+        tx,
+        frames: Arc::new(AtomicUsize::new(0)),
+        bytes: Arc::new(AtomicUsize::new(0)),
+        stop: CancellationToken::new(),
+        slow: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    };
+    let writer = tokio::spawn(writer(sink, wrx, out.clone(), state.metrics.clone()));
+    out.push(&json!({"type": "tap", "channel": channel, "history": history.len()}));
+    for e in history {
+        if !out.push(&json!({"type": "event", "history": true, "event": &*e})) {
+            break;
+        }
+    }
+    loop {
+        tokio::select! {
+            _ = out.stop.cancelled() => break,
+            f = stream.next() => match f {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                _ => {}
+            },
+            e = rx.recv() => match e {
+                Ok(e) => {
+                    if filter(&e) && !out.push(&json!({"type": "event", "event": &*e})) {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    // The hub ran ahead of this tap: it cannot keep up.
+                    tracing::warn!(missed = n, "tap lagged behind the event stream");
+                    out.slow.store(true, Ordering::SeqCst);
+                    out.stop.cancel();
+                    break;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+    out.stop.cancel();
+    let _ = writer.await;
+}
