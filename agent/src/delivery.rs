@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::names::{Channel, NodeId};
 use crate::store::{self, now_ms, NewMessage, Store};
 use crate::transport::Transport;
-use crate::wire::{Ack, Packet};
+use crate::wire::{Ack, Packet, Receipt, ReceiptAck};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -190,6 +190,7 @@ impl DeliveryTask {
                 Some(msg) = acks.next() => {
                     match t.decode(&msg.payload) {
                         Ok(Packet::Ack(ack)) => self.on_ack(ack).await,
+                        Ok(Packet::Receipt(r)) => self.on_receipt(r, msg.reply.map(|s| s.to_string())),
                         Ok(_) => {
                 self.shared.metrics.misrouted_frames.inc();
             }
@@ -232,6 +233,57 @@ impl DeliveryTask {
                 tracing::warn!(error = %e, "cannot load open streams");
             }
         }
+    }
+
+    /// Records a receiver's consumption receipts and answers, without holding up ACKs.
+    fn on_receipt(&self, r: Receipt, reply: Option<String>) {
+        let valid_id = |id: &str| {
+            !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric())
+        };
+        if r.sender != self.shared.me
+            || r.consumed.len() > 10_000
+            || !r.consumed.iter().all(|(id, _)| valid_id(id))
+        {
+            self.shared.metrics.misrouted_frames.inc();
+            return;
+        }
+        let Some(reply) = reply else {
+            self.shared.metrics.misrouted_frames.inc();
+            return;
+        };
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let receiver = r.receiver.to_string();
+            let consumed = r.consumed.clone();
+            match shared
+                .store
+                .writer
+                .run(move |c| store::outbox::record_consumed(c, &receiver, &consumed))
+                .await
+            {
+                Ok(_) => {
+                    for (id, at) in &r.consumed {
+                        shared.metrics.events.emit(
+                            EventKind::Consumed,
+                            None,
+                            Some(id),
+                            Some(r.receiver.as_str()),
+                            serde_json::json!({"consumed_at": at}),
+                        );
+                    }
+                    let ack = Packet::ReceiptAck(ReceiptAck {
+                        sender: shared.me.clone(),
+                        receiver: r.receiver.clone(),
+                        batch: r.batch,
+                    });
+                    let _ = shared.transport.publish(reply, &ack).await;
+                }
+                Err(e) => {
+                    shared.metrics.store_errors.inc();
+                    tracing::warn!(error = %e, "cannot record receipts");
+                }
+            }
+        });
     }
 
     async fn on_ack(&mut self, ack: Ack) {

@@ -33,6 +33,8 @@ pub enum EventKind {
     Dropped,
     /// A message from a peer was appended to this node's channel log.
     Received,
+    /// A receiver reported that a message was first consumed (group ack) there.
+    Consumed,
     /// A peer came online.
     PeerUp,
     /// A peer went offline (silence or bye).

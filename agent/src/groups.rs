@@ -671,7 +671,8 @@ impl Groups {
             })
             .collect();
         let ranges: Vec<(u64, u64)> = offsets.iter().map(|&o| (o, o)).collect();
-        self.commit(channel, group, st, &ranges, rows).await?;
+        self.commit(channel, group, st, &ranges, rows, Vec::new())
+            .await?;
         for o in offsets {
             if let Some(l) = st.leases.remove(o) {
                 st.by_id.remove(&l.id);
@@ -761,7 +762,13 @@ impl Groups {
                 }
                 if !offsets.is_empty() {
                     let ranges: Vec<(u64, u64)> = offsets.iter().map(|&o| (o, o)).collect();
-                    self.commit(channel, group, &mut st, &ranges, Vec::new())
+                    // An ack is a consumption: the sender's receipt says so.
+                    let consumed = if how == Settle::Ack {
+                        offsets.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    self.commit(channel, group, &mut st, &ranges, Vec::new(), consumed)
                         .await?;
                     for o in &offsets {
                         if let Some(l) = st.leases.remove(o) {
@@ -852,7 +859,8 @@ impl Groups {
         st: &mut GroupState,
         ranges: &[(u64, u64)],
     ) -> Result<(), GroupError> {
-        self.commit(channel, group, st, ranges, Vec::new()).await
+        self.commit(channel, group, st, ranges, Vec::new(), Vec::new())
+            .await
     }
 
     /// Works out the new floor and the acknowledged offsets above it, commits them
@@ -864,6 +872,7 @@ impl Groups {
         st: &mut GroupState,
         ranges: &[(u64, u64)],
         dead: Vec<GroupDeadRow>,
+        consumed: Vec<u64>,
     ) -> Result<(), GroupError> {
         let old_floor = st.floor;
         let mut floor = old_floor;
@@ -895,7 +904,12 @@ impl Groups {
         }
         acked = acked.split_off(&(floor + 1));
         new_above.retain(|&o| o > floor);
-        if floor == old_floor && new_above.is_empty() && dead.is_empty() && redriven.is_empty() {
+        if floor == old_floor
+            && new_above.is_empty()
+            && dead.is_empty()
+            && redriven.is_empty()
+            && consumed.is_empty()
+        {
             return Ok(());
         }
         let (c, n) = (channel.to_string(), group.to_string());
@@ -905,6 +919,7 @@ impl Groups {
             .run(move |conn| {
                 store::groups::clear_redriven(conn, &c, &n, &redriven)?;
                 store::groups::add_group_dead(conn, &c, &n, &dead)?;
+                store::groups::mark_consumed(conn, &c, &consumed, now)?;
                 store::groups::save_acks(conn, &c, &n, old_floor, floor, &new_above, now)
             })
             .await?;

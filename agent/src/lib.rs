@@ -32,6 +32,7 @@ pub mod groups;
 pub mod inbox;
 pub mod metrics;
 pub mod names;
+pub mod receipts;
 pub mod store;
 pub mod transport;
 pub mod wire;
@@ -135,6 +136,15 @@ impl Agent {
         tracker.spawn(discovery_task.run(tasks_stop.clone()));
         tracker.spawn(inbox.run(tasks_stop.clone()));
         tracker.spawn(delivery_task.run(tasks_stop.clone()));
+        tracker.spawn(receipts::run(
+            me.clone(),
+            store.clone(),
+            transport.clone(),
+            metrics.clone(),
+            std::time::Duration::from_millis(500),
+            config.delivery.delivered_message_retention,
+            tasks_stop.clone(),
+        ));
         tracker.spawn(
             groups
                 .clone()

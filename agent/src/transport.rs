@@ -186,6 +186,31 @@ impl Transport {
         self.publish_frame(subject, frame).await
     }
 
+    /// Sends a packet as a request and decodes the answer (bounded by `timeout`).
+    pub async fn request(
+        &self,
+        subject: String,
+        packet: &Packet,
+        timeout: Duration,
+    ) -> Result<Packet, SendError> {
+        if !self.is_connected() {
+            return Err(SendError::NotConnected);
+        }
+        let frame = self.encode(packet);
+        let max = self.max_payload();
+        if frame.len() > max {
+            return Err(SendError::TooLarge(frame.len(), max));
+        }
+        match tokio::time::timeout(timeout, self.client.request(subject, Bytes::from(frame))).await
+        {
+            Ok(Ok(msg)) => self
+                .decode(&msg.payload)
+                .map_err(|e| SendError::Failed(format!("bad answer: {e}"))),
+            Ok(Err(e)) => Err(SendError::Failed(e.to_string())),
+            Err(_) => Err(SendError::Failed("request timed out".into())),
+        }
+    }
+
     /// Subscribes to a subject; the subscription survives reconnects.
     pub async fn subscribe(
         &self,

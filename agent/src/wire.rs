@@ -10,7 +10,7 @@ mod codec;
 mod types;
 
 pub use codec::{Codec, DecodeError};
-pub use types::{Ack, Announce, Bye, DataBatch, Entry, MessageBody, Packet};
+pub use types::{Ack, Announce, Bye, DataBatch, Entry, MessageBody, Packet, Receipt, ReceiptAck};
 
 /// Current frame version.
 pub const VERSION: u8 = 1;

@@ -348,6 +348,50 @@ pub fn set_group_dead(
     Ok(Some(offset as u64))
 }
 
+/// Marks log entries consumed (first group ack) and queues a receipt for each
+/// entry's sender. Entries already consumed are left alone.
+pub fn mark_consumed(conn: &Connection, channel: &str, offsets: &[u64], now: i64) -> Result<()> {
+    let mut receipt = conn.prepare_cached(
+        "INSERT INTO receipts_out(sender, message_id, consumed_at)
+         SELECT sender, message_id, ?3 FROM channel_log
+         WHERE channel = ?1 AND offset = ?2 AND consumed_at IS NULL",
+    )?;
+    let mut mark = conn.prepare_cached(
+        "UPDATE channel_log SET consumed_at = ?3 WHERE channel = ?1 AND offset = ?2 AND consumed_at IS NULL",
+    )?;
+    for &o in offsets {
+        receipt.execute(params![channel, o as i64, now])?;
+        mark.execute(params![channel, o as i64, now])?;
+    }
+    Ok(())
+}
+
+/// Receipts waiting to be sent, oldest first: (row id, sender, message id, consumed at).
+pub fn pending_receipts(
+    conn: &Connection,
+    limit: usize,
+) -> Result<Vec<(u64, String, String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, sender, message_id, consumed_at FROM receipts_out ORDER BY id LIMIT ?",
+    )?;
+    let rows = stmt
+        .query_map([limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Forgets receipts a sender recorded (its rows up to `upto`), and receipts older
+/// than `older_than` ms that never found their sender.
+pub fn receipts_done(conn: &Connection, sender: &str, upto: u64, older_than: i64) -> Result<()> {
+    conn.prepare_cached("DELETE FROM receipts_out WHERE sender = ? AND id <= ?")?
+        .execute(params![sender, upto as i64])?;
+    conn.prepare_cached("DELETE FROM receipts_out WHERE consumed_at < ?")?
+        .execute([older_than])?;
+    Ok(())
+}
+
 /// Forgets redriven dead letters that were settled again.
 pub fn clear_redriven(conn: &Connection, channel: &str, name: &str, offsets: &[u64]) -> Result<()> {
     let mut stmt = conn.prepare_cached(

@@ -21,6 +21,9 @@ pub enum DeliveryState {
     Expired = 4,
     /// Dropped by the `drop_oldest` overflow policy.
     Dropped = 5,
+    /// Delivered, and acknowledged by a consumer group at the receiver (status view
+    /// only: stored as delivered with a `consumed_at`).
+    Consumed = 6,
 }
 
 impl DeliveryState {
@@ -360,6 +363,23 @@ pub fn dead_letter(
     Ok(true)
 }
 
+/// Records receipts from a receiver: when each message was first consumed there.
+pub fn record_consumed(
+    conn: &Connection,
+    receiver: &str,
+    consumed: &[(String, i64)],
+) -> Result<u64> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE deliveries SET consumed_at = ?3
+         WHERE message_id = ?1 AND receiver = ?2 AND consumed_at IS NULL AND state = 2",
+    )?;
+    let mut n = 0;
+    for (id, at) in consumed {
+        n += stmt.execute(params![id, receiver, at])? as u64;
+    }
+    Ok(n)
+}
+
 /// A sender-side dead letter: a delivery given up on.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
@@ -651,6 +671,9 @@ pub struct ReceiverStatus {
     pub sent_at: Option<i64>,
     /// Delivered, expired, dead or dropped (ms).
     pub done_at: Option<i64>,
+    /// First acknowledged by a consumer group at the receiver (ms, receiver's clock);
+    /// the state then reads `consumed`.
+    pub consumed_at: Option<i64>,
     /// Why it ended, when not delivered.
     pub reason: Option<String>,
 }
@@ -691,7 +714,7 @@ pub fn status(conn: &Connection, id: &str) -> Result<Option<MessageStatus>> {
         .optional()?
         .is_some();
     let mut stmt = conn.prepare(
-        "SELECT receiver, state, seq, attempts, queued_at, sent_at, done_at, reason
+        "SELECT receiver, state, seq, attempts, queued_at, sent_at, done_at, reason, consumed_at
          FROM deliveries WHERE message_id = ? ORDER BY receiver, seq",
     )?;
     let rows = stmt
@@ -705,14 +728,20 @@ pub fn status(conn: &Connection, id: &str) -> Result<Option<MessageStatus>> {
                 r.get::<_, Option<i64>>(5)?,
                 r.get::<_, Option<i64>>(6)?,
                 r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<i64>>(8)?,
             ))
         })?
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut receivers = Vec::with_capacity(rows.len());
-    for (receiver, state, seq, attempts, queued_at, sent_at, done_at, reason) in rows {
+    for (receiver, state, seq, attempts, queued_at, sent_at, done_at, reason, consumed_at) in rows {
+        let state = DeliveryState::from_i64(state)?;
         receivers.push(ReceiverStatus {
             receiver,
-            state: DeliveryState::from_i64(state)?,
+            state: match (state, consumed_at) {
+                (DeliveryState::Delivered, Some(_)) => DeliveryState::Consumed,
+                (s, _) => s,
+            },
+            consumed_at,
             seq: seq as u64,
             attempts: attempts as u32,
             queued_at,

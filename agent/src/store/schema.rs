@@ -156,6 +156,17 @@ CREATE TABLE group_dead (
 ) WITHOUT ROWID;
 CREATE INDEX group_dead_by_id ON group_dead(message_id);
 CREATE INDEX dead_letters_by_message ON dead_letters(message_id);
+-- Receipts: when a message was first consumed (acknowledged by a group) at a receiver.
+ALTER TABLE channel_log ADD COLUMN consumed_at INTEGER;
+ALTER TABLE deliveries ADD COLUMN consumed_at INTEGER;
+-- Receipts waiting to reach their sender.
+CREATE TABLE receipts_out (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  sender TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  consumed_at INTEGER NOT NULL
+);
+CREATE INDEX receipts_out_by_sender ON receipts_out(sender, id);
 "#,
 ];
 

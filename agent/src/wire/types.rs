@@ -16,6 +16,35 @@ pub enum Packet {
     Keepalive(Announce),
     /// Clean shutdown.
     Bye(Bye),
+    /// Messages first consumed (acknowledged by a consumer group) at a receiver, sent
+    /// as a request on `{p}.node.{sender}.ack`; answered with a [`ReceiptAck`].
+    Receipt(Receipt),
+    /// The sender recorded a receipt batch.
+    ReceiptAck(ReceiptAck),
+}
+
+/// Consumption receipts from one receiver to one sender.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The node where the messages were consumed.
+    pub receiver: NodeId,
+    /// The node that sent them.
+    pub sender: NodeId,
+    /// Batch id (the receiver's highest receipt row in it).
+    pub batch: u64,
+    /// (message id, consumed at ms on the receiver's clock).
+    pub consumed: Vec<(String, i64)>,
+}
+
+/// Answer to a [`Receipt`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiptAck {
+    /// The sender answering.
+    pub sender: NodeId,
+    /// The receiver asked.
+    pub receiver: NodeId,
+    /// The batch recorded.
+    pub batch: u64,
 }
 
 /// A batch of envelopes of one (sender, receiver, channel) stream.

@@ -1,0 +1,132 @@
+//! Delivery receipts: a message's status at its sender moves from queued through
+//! delivered to consumed (first group ack at the receiver), per receiver, with
+//! timestamps; a receipt made while NATS is down arrives when it returns.
+
+use rmds_scenarios::harness::{eventually, TestNet};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rmds-agent"))
+}
+
+fn receiver<'a>(status: &'a Value, node: &str) -> &'a Value {
+    status["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["receiver"] == node)
+        .unwrap_or_else(|| panic!("{node} not in {status}"))
+}
+
+async fn wait_state(alice: &rmds::Client, id: &str, node: &str, state: &str) -> Value {
+    let (a, id2, n, s) = (
+        alice.clone(),
+        id.to_string(),
+        node.to_string(),
+        state.to_string(),
+    );
+    eventually(
+        Duration::from_secs(20),
+        &format!("{node} to read {state}"),
+        move || {
+            let (a, id, n, s) = (a.clone(), id2.clone(), n.clone(), s.clone());
+            async move {
+                let st = a.status(&id).await.ok()?;
+                (receiver(&st, &n)["state"] == s.as_str()).then_some(st)
+            }
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn given_a_message_then_its_receipt_moves_from_queued_to_delivered_to_consumed() {
+    let mut net = TestNet::builder()
+        .binary(bin())
+        .agent("alice", &["chat:writer"])
+        .agent("bob", &["chat:rw"])
+        .agent("lisa", &["chat:reader"])
+        .start()
+        .await
+        .unwrap();
+    net.wait_discovered("alice", "chat", &["bob", "lisa"])
+        .await
+        .unwrap();
+    let alice = net.client("alice");
+    // Bob is away: his copy waits, queued.
+    net.node("bob").stop().await.unwrap();
+    let id = alice
+        .publish_json("chat", &json!({"n": 1}))
+        .await
+        .unwrap()
+        .id;
+    let st = alice.status(&id).await.unwrap();
+    assert_eq!(receiver(&st, "bob")["state"], "queued", "{st}");
+    wait_state(&alice, &id, "lisa", "delivered").await;
+    net.node("bob").start().await.unwrap();
+    let st = wait_state(&alice, &id, "bob", "delivered").await;
+    assert!(receiver(&st, "bob")["done_at"].is_i64(), "{st}");
+    assert!(receiver(&st, "bob")["consumed_at"].is_null(), "{st}");
+    // Bob's application acknowledges it: consumed, at bob only.
+    let bob = net.client("bob");
+    let got = eventually(Duration::from_secs(10), "the message at bob", || {
+        let b = bob.clone();
+        async move {
+            let m = b
+                .pull("chat", "default", 10, Duration::from_secs(1))
+                .await
+                .ok()?;
+            (!m.is_empty()).then_some(m)
+        }
+    })
+    .await
+    .unwrap();
+    bob.ack("chat", "default", &[got[0].id.clone()])
+        .await
+        .unwrap();
+    let st = wait_state(&alice, &id, "bob", "consumed").await;
+    assert!(receiver(&st, "bob")["consumed_at"].is_i64(), "{st}");
+    assert_eq!(receiver(&st, "lisa")["state"], "delivered", "{st}");
+    // A receipt made while NATS is down arrives once it is back.
+    let lisa = net.client("lisa");
+    let m = eventually(Duration::from_secs(10), "the message at lisa", || {
+        let l = lisa.clone();
+        async move {
+            let m = l
+                .pull("chat", "default", 10, Duration::from_secs(1))
+                .await
+                .ok()?;
+            (!m.is_empty()).then_some(m)
+        }
+    })
+    .await
+    .unwrap();
+    net.stop_nats().await.unwrap();
+    lisa.ack("chat", "default", &[m[0].id.clone()])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let st = alice.status(&id).await.unwrap();
+    assert_eq!(receiver(&st, "lisa")["state"], "delivered", "{st}");
+    net.start_nats().await.unwrap();
+    wait_state(&alice, &id, "lisa", "consumed").await;
+    // A second group's ack does not move the first consumption time.
+    let first = receiver(&alice.status(&id).await.unwrap(), "bob")["consumed_at"].clone();
+    bob.create_group("chat", "second", &rmds::GroupOptions::default())
+        .await
+        .unwrap();
+    let again = bob
+        .pull("chat", "second", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    bob.ack("chat", "second", &[again[0].id.clone()])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let st = alice.status(&id).await.unwrap();
+    assert_eq!(receiver(&st, "bob")["consumed_at"], first, "{st}");
+    net.assert_healthy().unwrap();
+}
