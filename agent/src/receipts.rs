@@ -39,7 +39,7 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         ticks += 1;
-        if ticks % 120 == 0 {
+        if ticks.is_multiple_of(120) {
             // Receipts for senders not heard from within the retention period.
             let older = now_ms() - retention.as_millis() as i64;
             let _ = store
