@@ -6,6 +6,7 @@
 
 mod cluster;
 mod dead;
+mod domains;
 mod error;
 mod groups;
 mod messages;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// NATS.
     pub transport: Transport,
+    /// Domains, schemas and channel policies.
+    pub domains: crate::domains::Domains,
 }
 
 async fn count_errors(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -111,6 +114,29 @@ pub fn router(state: AppState) -> Router {
             post(groups::redrive),
         )
         .route("/v1/messages/{id}", get(messages::status))
+        .route("/v1/domains", get(domains::list).post(domains::create))
+        .route(
+            "/v1/domains/{d}",
+            get(domains::get)
+                .put(domains::replace)
+                .delete(domains::delete),
+        )
+        .route(
+            "/v1/domains/{d}/channels/{ch}",
+            put(domains::place).get(domains::get_channel),
+        )
+        .route(
+            "/v1/domains/{d}/channels/{ch}/messages",
+            post(domains::publish).get(domains::pull),
+        )
+        .route(
+            "/v1/domains/{d}/channels/{ch}/messages:batch",
+            post(domains::publish_batch),
+        )
+        .route(
+            "/v1/channels/{ch}/policy",
+            get(domains::get_policy).put(domains::put_policy),
+        )
         .route("/v1/ws", get(ws::ws))
         .route("/v1/ws/tap", get(ws::tap))
         .route("/v1/dead-letters", get(dead::list))

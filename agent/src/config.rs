@@ -117,6 +117,10 @@ pub struct Config {
     pub store: StoreConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Domains declared here (`[[domains]]`): created or updated at start.
+    pub domains: Vec<crate::domains::DomainSpec>,
+    /// Channel settings declared here (`[[channels]]`): domain and policy, at start.
+    pub channels: Vec<crate::domains::ChannelSpec>,
 }
 
 /// NATS connection settings.
@@ -237,6 +241,10 @@ pub struct StoreConfig {
     pub read_connections: usize,
     /// Pending write jobs before callers wait.
     pub queue_capacity: usize,
+    /// Largest database size in MiB (0: no limit). Past it, writes fail cleanly:
+    /// publishes get 503 and received messages are refused with a negative ACK
+    /// (senders keep them and resend later).
+    pub max_size_mb: u64,
 }
 
 /// Log output format.
@@ -272,6 +280,8 @@ impl Default for Config {
             groups: GroupsConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            domains: Vec::new(),
+            channels: Vec::new(),
         }
     }
 }
@@ -338,6 +348,7 @@ impl Default for StoreConfig {
             max_batch: 1024,
             read_connections: 4,
             queue_capacity: 8192,
+            max_size_mb: 0,
         }
     }
 }
@@ -520,6 +531,35 @@ impl Config {
                 "store",
                 "max_batch, read_connections and queue_capacity must be at least 1",
             ));
+        }
+        for d in &self.domains {
+            crate::names::DomainName::new(d.name.clone())
+                .map_err(|e| invalid("domains.name", e.to_string()))?;
+            d.policy
+                .validate()
+                .map_err(|e| invalid("domains.policy", format!("{}: {e}", d.name)))?;
+            if let Some(schema) = &d.schema {
+                let full = crate::domains::normalize_schema(schema)
+                    .map_err(|e| invalid("domains.schema", format!("{}: {e}", d.name)))?;
+                jsonschema::validator_for(&full)
+                    .map_err(|e| invalid("domains.schema", format!("{}: {e}", d.name)))?;
+            }
+        }
+        for c in &self.channels {
+            crate::names::Channel::new(c.name.clone())
+                .map_err(|e| invalid("channels.name", e.to_string()))?;
+            c.policy
+                .validate()
+                .map_err(|e| invalid("channels.policy", format!("{}: {e}", c.name)))?;
+            if let Some(d) = &c.domain {
+                if d != crate::domains::DEFAULT_DOMAIN && !self.domains.iter().any(|x| &x.name == d)
+                {
+                    return Err(invalid(
+                        "channels.domain",
+                        format!("{}: domain {d} is not declared in [[domains]]", c.name),
+                    ));
+                }
+            }
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", e.to_string()))?;

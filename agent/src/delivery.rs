@@ -6,6 +6,7 @@
 //! sweep. Each stream task wraps the pure [`window::Window`] and does the I/O: read
 //! rows, batch envelopes under the NATS max payload, publish, commit ACKs.
 
+pub mod breaker;
 mod stream;
 pub mod window;
 
@@ -16,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::names::{Channel, NodeId};
 use crate::store::{self, now_ms, NewMessage, Store};
 use crate::transport::Transport;
-use crate::wire::{Ack, Packet, Receipt, ReceiptAck};
+use crate::wire::{Ack, Nack, Packet, Receipt, ReceiptAck};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub(crate) struct Shared {
     pub discovery: Discovery,
     pub metrics: Arc<Metrics>,
     pub config: DeliveryConfig,
+    pub domains: crate::domains::Domains,
 }
 
 /// The manager task, consumed by [`DeliveryTask::run`].
@@ -75,6 +77,7 @@ impl Delivery {
         discovery: Discovery,
         metrics: Arc<Metrics>,
         config: DeliveryConfig,
+        domains: crate::domains::Domains,
     ) -> (Delivery, DeliveryTask) {
         let (tx, rx) = mpsc::channel(65_536);
         let task = DeliveryTask {
@@ -85,6 +88,7 @@ impl Delivery {
                 discovery,
                 metrics,
                 config,
+                domains,
             },
             rx,
             streams: HashMap::new(),
@@ -190,6 +194,7 @@ impl DeliveryTask {
                 Some(msg) = acks.next() => {
                     match t.decode(&msg.payload) {
                         Ok(Packet::Ack(ack)) => self.on_ack(ack).await,
+                        Ok(Packet::Nack(n)) => self.on_nack(n).await,
                         Ok(Packet::Receipt(r)) => self.on_receipt(r, msg.reply.map(|s| s.to_string())),
                         Ok(_) => {
                 self.shared.metrics.misrouted_frames.inc();
@@ -284,6 +289,24 @@ impl DeliveryTask {
                 }
             }
         });
+    }
+
+    async fn on_nack(&mut self, nack: Nack) {
+        if nack.sender != self.shared.me || nack.epoch != self.shared.store.epoch {
+            self.shared.metrics.invalid_acks.inc();
+            return;
+        }
+        self.shared.metrics.received_nacks.inc();
+        tracing::debug!(peer = %nack.receiver, channel = %nack.channel, acked = nack.acked, reason = %nack.reason, "receiver refused a round");
+        let key = (nack.receiver.clone(), nack.channel.clone());
+        match self.streams.get(&key) {
+            Some(tx) => {
+                let _ = tx.send(StreamCmd::Refused(nack.acked)).await;
+            }
+            None => {
+                self.shared.metrics.invalid_acks.inc();
+            }
+        }
     }
 
     async fn on_ack(&mut self, ack: Ack) {

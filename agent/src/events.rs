@@ -35,6 +35,8 @@ pub enum EventKind {
     Received,
     /// A receiver reported that a message was first consumed (group ack) there.
     Consumed,
+    /// A receiver's circuit breaker opened or closed.
+    Circuit,
     /// A peer came online.
     PeerUp,
     /// A peer went offline (silence or bye).

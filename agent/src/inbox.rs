@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::names::{Channel, NodeId};
 use crate::store::{self, now_ms, InboundMessage, Store};
 use crate::transport::Transport;
-use crate::wire::{Ack, DataBatch, Packet};
+use crate::wire::{Ack, DataBatch, Nack, Packet};
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -299,11 +299,29 @@ impl Inbox {
                 self.send_ack(&done.key, done.last).await;
             }
             Err(e) => {
-                // Forget what was accepted but not committed; the sender resends.
+                // Forget what was accepted but not committed; tell the sender, which
+                // resends later.
                 self.metrics.store_errors.inc();
                 tracing::error!(peer = %done.key.0, error = %e, "cannot commit received messages");
+                let committed = self.committed.get(&done.key).copied().unwrap_or(0);
                 self.accepted.remove(&done.key);
                 self.committed.remove(&done.key);
+                let nack = Packet::Nack(Nack {
+                    receiver: self.me.clone(),
+                    sender: done.key.0.clone(),
+                    channel: done.key.2.clone(),
+                    epoch: done.key.1,
+                    acked: committed,
+                    reason: format!("receiver cannot store: {e}"),
+                });
+                if self
+                    .transport
+                    .publish(self.transport.ack_subject(&done.key.0), &nack)
+                    .await
+                    .is_ok()
+                {
+                    self.metrics.sent_nacks.inc();
+                }
             }
         }
     }

@@ -27,11 +27,13 @@ pub mod api;
 pub mod config;
 pub mod delivery;
 pub mod discovery;
+pub mod domains;
 pub mod events;
 pub mod groups;
 pub mod inbox;
 pub mod metrics;
 pub mod names;
+pub mod policy;
 pub mod receipts;
 pub mod store;
 pub mod transport;
@@ -63,6 +65,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// Declared domains or channel settings could not be applied.
+    #[error("cannot apply declared domains and channels: {0}")]
+    Domains(String),
     /// A configured channel could not be joined.
     #[error("cannot join configured channels: {0}")]
     Join(String),
@@ -121,6 +126,9 @@ impl Agent {
             metrics.clone(),
             heads.clone(),
         );
+        let domains = domains::Domains::load(store.clone(), config.clone())
+            .await
+            .map_err(|e| StartError::Domains(e.to_string()))?;
         let (delivery, delivery_task) = delivery::Delivery::new(
             me.clone(),
             store.clone(),
@@ -128,6 +136,7 @@ impl Agent {
             discovery.clone(),
             metrics.clone(),
             config.delivery.clone(),
+            domains.clone(),
         );
         let groups =
             groups::Groups::new(store.clone(), heads, metrics.clone(), config.groups.clone());
@@ -160,6 +169,7 @@ impl Agent {
             groups,
             metrics,
             transport,
+            domains,
         };
         let api_stop = CancellationToken::new();
         let stop = api_stop.clone();

@@ -74,6 +74,11 @@ metrics! {
         groups_expired: "Consumer groups deleted after their idle TTL",
         ws_connections: "WebSocket connections accepted (API and tap)",
         ws_slow_consumers: "WebSocket clients disconnected because they did not read fast enough",
+        schema_rejections: "Publishes refused because the payload failed the domain's schema",
+        circuit_opened: "Times a receiver's circuit breaker opened",
+        circuit_closed: "Times a receiver's circuit breaker closed again after probing",
+        sent_nacks: "Negative acknowledgements sent (this node could not store what it received)",
+        received_nacks: "Negative acknowledgements received from receivers",
     }
     gauges {
         pending_messages: "Deliveries not yet acknowledged (all receivers)",
@@ -103,7 +108,7 @@ impl Metrics {
 
     /// The `/v1/stats` object, with RMDS's keys.
     pub fn stats(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "delivered": self.delivered.get(),
             "queued": self.pending_messages.get().max(0),
             "dropped": self.dropped.get(),
@@ -134,6 +139,8 @@ impl Metrics {
             "sent_batches": self.sent_batches.get(),
             "unrouted_messages": self.unrouted_messages.get(),
             "peers_online": self.peers_online.get(),
+        });
+        let more = serde_json::json!({
             "group_acks": self.group_acks.get(),
             "group_terms": self.group_terms.get(),
             "group_skipped": self.group_skipped.get(),
@@ -142,6 +149,15 @@ impl Metrics {
             "groups_expired": self.groups_expired.get(),
             "ws_connections": self.ws_connections.get(),
             "ws_slow_consumers": self.ws_slow_consumers.get(),
-        })
+            "schema_rejections": self.schema_rejections.get(),
+            "circuit_opened": self.circuit_opened.get(),
+            "circuit_closed": self.circuit_closed.get(),
+            "sent_nacks": self.sent_nacks.get(),
+            "received_nacks": self.received_nacks.get(),
+        });
+        if let (Some(a), serde_json::Value::Object(b)) = (v.as_object_mut(), more) {
+            a.extend(b);
+        }
+        v
     }
 }

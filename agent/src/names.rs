@@ -116,6 +116,13 @@ name_type!(
     &[]
 );
 
+name_type!(
+    /// A domain name: 1–64 chars of `[A-Za-z0-9_-]`.
+    DomainName,
+    "domain",
+    &[]
+);
+
 /// The role a node plays in a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -87,6 +87,11 @@ impl Store {
         schema::configure(&conn, config.synchronous)?;
         schema::migrate(&mut conn)?;
         let epoch = schema::identity(&conn, node_id)?;
+        if config.max_size_mb > 0 {
+            let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            let pages = (config.max_size_mb as i64 * 1024 * 1024) / page.max(512);
+            conn.pragma_update(None, "max_page_count", pages)?;
+        }
         let writer = Writer::spawn(conn, config.max_batch, config.queue_capacity)?;
         let reads = ReadPool::new(path, config.read_connections);
         Ok(Store {

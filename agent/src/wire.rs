@@ -10,7 +10,9 @@ mod codec;
 mod types;
 
 pub use codec::{Codec, DecodeError};
-pub use types::{Ack, Announce, Bye, DataBatch, Entry, MessageBody, Packet, Receipt, ReceiptAck};
+pub use types::{
+    Ack, Announce, Bye, DataBatch, Entry, MessageBody, Nack, Packet, Receipt, ReceiptAck,
+};
 
 /// Current frame version.
 pub const VERSION: u8 = 1;

@@ -86,6 +86,14 @@ fn prepare(state: &AppState, channel: &Channel, d: Draft) -> Result<NewMessage, 
             "body is not valid JSON but Content-Type is application/json",
         ));
     }
+    if let Err(e) = state.domains.validate(channel, &d.content_type, &d.payload) {
+        state.metrics.schema_rejections.inc();
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "schema_violation",
+            e,
+        ));
+    }
     let now = now_ms();
     Ok(NewMessage {
         id: ulid::Ulid::new().to_string(),
@@ -116,8 +124,9 @@ pub(super) async fn publish_one(
 ) -> Result<(StatusCode, Value), ApiError> {
     let msg = Arc::new(prepare(state, channel, d)?);
     let receivers = readers(state, channel);
-    let limit = state.config.delivery.max_messages_per_receiver;
-    let overflow = state.config.delivery.overflow;
+    let policy = state.domains.effective(channel);
+    check_routable(&policy, channel, &receivers)?;
+    let (limit, overflow) = (policy.max_messages_per_receiver, policy.overflow);
     let m = msg.clone();
     let outcome = state
         .store
@@ -217,7 +226,27 @@ fn message_headers(h: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-pub(super) fn ttl_of(state: &AppState, q: &Option<String>) -> Result<Duration, ApiError> {
+/// Refuses a publish that would be unrouted when the channel's policy says so.
+fn check_routable(
+    policy: &crate::policy::Effective,
+    channel: &Channel,
+    receivers: &[String],
+) -> Result<(), ApiError> {
+    if receivers.is_empty() && policy.unrouted == crate::policy::Unrouted::Reject {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_readers",
+            format!("no reader of {channel} is known and its policy refuses unrouted messages; nothing was stored"),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn ttl_of(
+    state: &AppState,
+    channel: &Channel,
+    q: &Option<String>,
+) -> Result<Duration, ApiError> {
     match q {
         Some(v) => {
             let d = parse_duration("ttl", v)?;
@@ -226,7 +255,7 @@ pub(super) fn ttl_of(state: &AppState, q: &Option<String>) -> Result<Duration, A
             }
             Ok(d)
         }
-        None => Ok(state.config.delivery.message_expiry),
+        None => Ok(state.domains.effective(channel).ttl),
     }
 }
 
@@ -242,7 +271,7 @@ pub async fn publish(
     let Query(q) = query.map_err(|e| from_rejection(e.status(), e.body_text()))?;
     let body = body.map_err(|e| from_rejection(e.status(), e.body_text()))?;
     check_writer(&state, &channel)?;
-    let ttl = ttl_of(&state, &q.ttl)?;
+    let ttl = ttl_of(&state, &channel, &q.ttl)?;
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -278,7 +307,7 @@ pub async fn publish_batch(
     let Query(q) = query.map_err(|e| from_rejection(e.status(), e.body_text()))?;
     let body = body.map_err(|e| from_rejection(e.status(), e.body_text()))?;
     check_writer(&state, &channel)?;
-    let ttl = ttl_of(&state, &q.ttl)?;
+    let ttl = ttl_of(&state, &channel, &q.ttl)?;
     let items: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Array(items)) => items,
         _ => {
@@ -330,8 +359,9 @@ pub async fn publish_batch(
         .collect();
     let mut stored = msgs.clone().into_iter();
     let receivers = readers(&state, &channel);
-    let limit = state.config.delivery.max_messages_per_receiver;
-    let overflow = state.config.delivery.overflow;
+    let policy = state.domains.effective(&channel);
+    check_routable(&policy, &channel, &receivers)?;
+    let (limit, overflow) = (policy.max_messages_per_receiver, policy.overflow);
     let mut outcomes = state
         .store
         .writer

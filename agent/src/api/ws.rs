@@ -339,7 +339,7 @@ impl Session {
             payload,
             content_type: req.content_type.unwrap_or_else(|| default_type.to_string()),
             headers,
-            ttl: ttl_of(&self.state, &req.ttl)?,
+            ttl: ttl_of(&self.state, &channel, &req.ttl)?,
             idempotency_key: req.idempotency_key,
         };
         let (_, mut v) = publish_one(&self.state, &channel, draft).await?;

@@ -1,10 +1,12 @@
 //! One stream's sender task: the I/O around [`super::window::Window`].
 
+use super::breaker::{CircuitBreaker, Transition};
 use super::window::{AckOutcome, Action, Window, WindowConfig};
 use super::Shared;
 use crate::discovery::Liveness;
 use crate::events::EventKind;
 use crate::names::{Channel, NodeId};
+use crate::policy::Effective;
 use crate::store::{self, now_ms, DeliveryState, NewMessage, WindowRow};
 use crate::wire::{DataBatch, Entry, MessageBody, Packet, FRAME_OVERHEAD};
 use std::collections::BTreeMap;
@@ -24,6 +26,8 @@ pub(crate) enum StreamCmd {
     Ack(u64),
     /// Rows changed state (expired/dropped): resend the window from the head.
     Kick,
+    /// The receiver committed up to this sequence and refused the rest.
+    Refused(u64),
 }
 
 pub(crate) struct StreamTask {
@@ -39,6 +43,10 @@ pub(crate) struct StreamTask {
     fresh: BTreeMap<u64, Arc<NewMessage>>,
     /// Payload bytes held in `fresh`.
     fresh_bytes: usize,
+    /// The channel's policy in force.
+    policy: Effective,
+    /// Circuit breaker, when the policy has one.
+    breaker: Option<CircuitBreaker>,
 }
 
 /// Most payload bytes a stream keeps in memory for sending without a read.
@@ -51,6 +59,8 @@ impl StreamTask {
         channel: Channel,
         rx: mpsc::Receiver<StreamCmd>,
     ) -> StreamTask {
+        let shared_policy = shared.domains.effective(&channel);
+        let breaker = shared_policy.circuit_breaker.map(CircuitBreaker::new);
         StreamTask {
             shared,
             receiver,
@@ -59,19 +69,61 @@ impl StreamTask {
             history: BTreeMap::new(),
             fresh: BTreeMap::new(),
             fresh_bytes: 0,
+            policy: shared_policy,
+            breaker,
         }
     }
 
     fn window_config(&self) -> WindowConfig {
         let c = &self.shared.config;
+        let p = &self.policy;
         WindowConfig {
             window: c.window as u64,
             ack_timeout: c.ack_timeout,
-            retry_initial: c.retry_initial,
-            retry_factor: c.retry_factor,
-            retry_max: c.retry_max,
-            max_attempts: c.max_retry_attempts,
+            retry_initial: p.retry_initial,
+            retry_factor: p.retry_factor,
+            retry_max: p.retry_max,
+            max_attempts: p.max_attempts,
         }
+    }
+
+    /// Picks up policy changes (API or domain) between actions.
+    fn refresh_policy(&mut self, window: &mut Window) {
+        let p = self.shared.domains.effective(&self.channel);
+        if p == self.policy {
+            return;
+        }
+        self.policy = p;
+        window.set_config(self.window_config());
+        match (self.policy.circuit_breaker, self.breaker.as_mut()) {
+            (Some(s), Some(b)) => b.update(s),
+            (Some(s), None) => self.breaker = Some(CircuitBreaker::new(s)),
+            (None, _) => self.breaker = None,
+        }
+    }
+
+    fn breaker_event(&self, t: Transition) {
+        let m = &self.shared.metrics;
+        let kind = match t {
+            Transition::None => return,
+            Transition::Opened => {
+                m.circuit_opened.inc();
+                tracing::warn!(peer = %self.receiver, channel = %self.channel, "circuit breaker opened: not sending to this receiver for now");
+                "opened"
+            }
+            Transition::Closed => {
+                m.circuit_closed.inc();
+                tracing::info!(peer = %self.receiver, channel = %self.channel, "circuit breaker closed: sending again");
+                "closed"
+            }
+        };
+        m.events.emit(
+            EventKind::Circuit,
+            Some(self.channel.as_str()),
+            None,
+            Some(self.receiver.as_str()),
+            serde_json::json!({"circuit": kind}),
+        );
     }
 
     async fn load_state(&self) -> (u64, u64) {
@@ -100,19 +152,47 @@ impl StreamTask {
         let mut nats = self.shared.transport.watch_state();
         tracing::debug!(peer = %self.receiver, channel = %self.channel, acked, last, "stream started");
         loop {
-            let can_send = *nats.borrow() && live.borrow().online;
+            self.refresh_policy(&mut window);
+            let now = Instant::now();
+            let reachable = *nats.borrow() && live.borrow().online;
+            let (allowed, probing) = match self.breaker.as_mut() {
+                Some(b) => (b.allows(now), b.probing(now)),
+                None => (true, false),
+            };
+            let can_send = reachable && allowed;
+            window.set_cap(probing.then_some(1));
             // Do everything that is due now; a failed send is retried shortly.
             let mut stalled = None;
-            while let Some(action) = window.poll(Instant::now(), can_send) {
+            loop {
+                let failed_before = window.failed_rounds();
+                let Some(action) = window.poll(Instant::now(), can_send) else {
+                    break;
+                };
+                if window.failed_rounds() > failed_before {
+                    // A round timed out while the receiver was online.
+                    if let Some(b) = self.breaker.as_mut() {
+                        let t = b.failure(Instant::now());
+                        self.breaker_event(t);
+                        if t == Transition::Opened {
+                            break;
+                        }
+                    }
+                }
                 if !self.act(&mut window, action).await {
                     stalled = Some(Instant::now() + std::time::Duration::from_millis(250));
                     break;
                 }
             }
-            let deadline = match (window.deadline().filter(|_| can_send), stalled) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let reopen = self.breaker.as_ref().and_then(|b| b.reopens_at());
+            let deadline = [
+                window.deadline().filter(|_| can_send),
+                window.held_until().filter(|_| can_send),
+                stalled,
+                reopen.filter(|_| reachable),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
@@ -163,8 +243,23 @@ impl StreamTask {
                 self.forget_fresh(u64::MAX);
                 window.restart();
             }
+            StreamCmd::Refused(acked) => {
+                self.apply(window, StreamCmd::Ack(acked));
+                let now = Instant::now();
+                // With a breaker, refusals wait like an offline receiver and never
+                // dead-letter; without one they count as failed rounds.
+                window.on_refused(now, self.breaker.is_none());
+                if let Some(b) = self.breaker.as_mut() {
+                    let t = b.failure(now);
+                    self.breaker_event(t);
+                }
+            }
             StreamCmd::Ack(seq) => match window.on_ack(seq, Instant::now()) {
                 AckOutcome::Advanced { from, to } => {
+                    if let Some(b) = self.breaker.as_mut() {
+                        let t = b.success(Instant::now());
+                        self.breaker_event(t);
+                    }
                     self.forget_fresh(to);
                     self.history = self.history.split_off(&(to + 1));
                     self.shared.metrics.received_acks.inc();
@@ -329,9 +424,8 @@ impl StreamTask {
         };
         let now = now_ms();
         let threshold = self
-            .shared
-            .config
-            .enable_compression
+            .policy
+            .compression
             .then_some(self.shared.config.compression_threshold);
         let budget = self
             .shared

@@ -84,6 +84,10 @@ pub struct Window {
     high_sent: u64,
     failed: u32,
     deadline: Option<Instant>,
+    /// Nothing is sent before this (after a refusal).
+    hold: Option<Instant>,
+    /// A smaller window for now (a circuit breaker's probe).
+    cap: Option<u64>,
 }
 
 impl Window {
@@ -98,7 +102,36 @@ impl Window {
             high_sent: acked,
             failed: 0,
             deadline: None,
+            hold: None,
+            cap: None,
         }
+    }
+
+    /// New limits (the channel's policy changed).
+    pub fn set_config(&mut self, cfg: WindowConfig) {
+        self.cfg = cfg;
+    }
+
+    /// Caps the sequences in flight below the configured window (None: no cap).
+    pub fn set_cap(&mut self, cap: Option<u64>) {
+        self.cap = cap;
+    }
+
+    /// When a held stream may send again.
+    pub fn held_until(&self) -> Option<Instant> {
+        self.hold
+    }
+
+    /// The receiver refused the round (it could not store it): resend from the
+    /// first unacknowledged sequence after the backoff. With `count`, the refusal
+    /// counts as a failed round towards `max_attempts`.
+    pub fn on_refused(&mut self, now: Instant, count: bool) {
+        if count {
+            self.failed += 1;
+        }
+        self.restart();
+        let wait = self.cfg.backoff(self.failed.max(1));
+        self.hold = Some(now + wait);
     }
 
     /// Highest cumulative ACK.
@@ -171,6 +204,21 @@ impl Window {
         if !can_send {
             return None;
         }
+        if let Some(h) = self.hold {
+            if now < h {
+                return None;
+            }
+            self.hold = None;
+        }
+        if self.failed >= self.cfg.max_attempts
+            && self.deadline.is_none()
+            && self.sent_upto == self.acked
+            && self.last_seq > self.acked
+        {
+            // Refusals used up the attempts: the head goes to the dead-letter store.
+            let attempts = self.failed;
+            return Some(Action::DeadLetter { attempts });
+        }
         if let Some(d) = self.deadline {
             if now >= d && self.sent_upto > self.acked {
                 self.failed += 1;
@@ -182,7 +230,8 @@ impl Window {
                 self.restart();
             }
         }
-        let limit = self.last_seq.min(self.acked + self.cfg.window);
+        let window = self.cap.map_or(self.cfg.window, |c| c.min(self.cfg.window));
+        let limit = self.last_seq.min(self.acked + window);
         if self.sent_upto < limit {
             let from = self.sent_upto + 1;
             return Some(Action::Send {
@@ -208,6 +257,54 @@ mod tests {
             retry_max: Duration::from_secs(30),
             max_attempts: 3,
         }
+    }
+
+    #[test]
+    fn given_refusals_then_resends_after_backoff_and_dead_letters_when_counted_out() {
+        let t = Instant::now();
+        let mut w = Window::new(cfg(), 0, 2);
+        assert!(w.poll(t, true).is_some());
+        w.on_sent(2, t);
+        w.on_refused(t, true);
+        assert_eq!(w.poll(t, true), None, "held during the backoff");
+        let later = w.held_until().unwrap();
+        assert_eq!(
+            w.poll(later, true),
+            Some(Action::Send {
+                from: 1,
+                to: 2,
+                resend: true
+            })
+        );
+        w.on_sent(2, later);
+        w.on_refused(later, true);
+        w.on_refused(later, true);
+        let after = w.held_until().unwrap();
+        assert_eq!(
+            w.poll(after, true),
+            Some(Action::DeadLetter { attempts: 3 })
+        );
+        // Uncounted refusals (a circuit breaker governs) never dead-letter.
+        let mut w = Window::new(cfg(), 0, 1);
+        for _ in 0..10 {
+            w.on_refused(t, false);
+        }
+        assert!(matches!(
+            w.poll(w.held_until().unwrap(), true),
+            Some(Action::Send { .. })
+        ));
+        // A cap of one sends one message at a time.
+        w.set_cap(Some(1));
+        let mut w2 = Window::new(cfg(), 0, 3);
+        w2.set_cap(Some(1));
+        assert_eq!(
+            w2.poll(t, true),
+            Some(Action::Send {
+                from: 1,
+                to: 1,
+                resend: false
+            })
+        );
     }
 
     #[test]

@@ -167,6 +167,19 @@ CREATE TABLE receipts_out (
   consumed_at INTEGER NOT NULL
 );
 CREATE INDEX receipts_out_by_sender ON receipts_out(sender, id);
+-- Domains: namespaces with an optional JSON Schema and a default channel policy.
+CREATE TABLE domains (
+  name TEXT PRIMARY KEY,
+  schema TEXT,
+  policy TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Per-channel settings on this node: its domain and its own policy.
+CREATE TABLE channel_settings (
+  channel TEXT PRIMARY KEY,
+  domain TEXT,
+  policy TEXT NOT NULL
+) WITHOUT ROWID;
 "#,
 ];
 

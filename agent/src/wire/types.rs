@@ -21,6 +21,27 @@ pub enum Packet {
     Receipt(Receipt),
     /// The sender recorded a receipt batch.
     ReceiptAck(ReceiptAck),
+    /// The receiver could not store what it was sent (for example its store refuses
+    /// writes), on `{p}.node.{sender}.ack`: resend later.
+    Nack(Nack),
+}
+
+/// A negative acknowledgement: everything up to `acked` is committed, the rest was
+/// refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nack {
+    /// The node refusing (the stream's receiver).
+    pub receiver: NodeId,
+    /// The stream's sender.
+    pub sender: NodeId,
+    /// Channel.
+    pub channel: Channel,
+    /// The sender's stream epoch.
+    pub epoch: u64,
+    /// Highest contiguous sequence committed by the receiver.
+    pub acked: u64,
+    /// Why (for logs and dead-letter history).
+    pub reason: String,
 }
 
 /// Consumption receipts from one receiver to one sender.
