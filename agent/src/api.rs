@@ -10,6 +10,7 @@ mod domains;
 mod error;
 mod groups;
 mod messages;
+pub mod spec;
 mod ws;
 
 pub use error::ApiError;
@@ -23,7 +24,6 @@ use crate::transport::Transport;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
 use axum::Router;
 use std::sync::Arc;
 
@@ -66,82 +66,18 @@ pub fn router(state: AppState) -> Router {
     // Bodies are checked against the NATS max payload by the handlers (413 with a clear
     // message); this outer limit only stops absurd uploads.
     let limit = state.config.nats.max_payload.max(8 * 1024 * 1024) * 4;
-    Router::new()
-        .route("/healthz", get(cluster::healthz))
-        .route("/metrics", get(cluster::metrics))
-        .route("/v1/stats", get(cluster::stats))
-        .route("/v1/nodes", get(cluster::nodes))
-        .route("/v1/topology", get(cluster::topology))
-        .route("/v1/channels", get(cluster::channels))
-        .route(
-            "/v1/channels/{ch}",
-            put(cluster::join)
-                .delete(cluster::leave)
-                .get(cluster::channel),
-        )
-        .route("/v1/channels/{ch}/subscribers", get(cluster::subscribers))
-        .route(
-            "/v1/channels/{ch}/messages",
-            post(messages::publish).get(messages::pull),
-        )
-        .route(
-            "/v1/channels/{ch}/messages:batch",
-            post(messages::publish_batch),
-        )
-        .route("/v1/channels/{ch}/acks", post(messages::ack))
-        .route("/v1/channels/{ch}/nacks", post(messages::nack))
-        .route("/v1/channels/{ch}/terms", post(messages::term))
-        .route("/v1/channels/{ch}/extends", post(messages::extend))
-        .route(
-            "/v1/channels/{ch}/groups",
-            get(groups::list).post(groups::create),
-        )
-        .route(
-            "/v1/channels/{ch}/groups/{g}",
-            get(groups::get).delete(groups::delete),
-        )
-        .route("/v1/channels/{ch}/groups/{g}/reset", post(groups::reset))
-        .route(
-            "/v1/channels/{ch}/groups/{g}/dead-letters",
-            get(groups::dead_letters),
-        )
-        .route(
-            "/v1/channels/{ch}/groups/{g}/dead-letters/{id}",
-            get(groups::dead_letter).delete(groups::delete_dead_letter),
-        )
-        .route(
-            "/v1/channels/{ch}/groups/{g}/dead-letters/{id}/redrive",
-            post(groups::redrive),
-        )
-        .route("/v1/messages/{id}", get(messages::status))
-        .route("/v1/domains", get(domains::list).post(domains::create))
-        .route(
-            "/v1/domains/{d}",
-            get(domains::get)
-                .put(domains::replace)
-                .delete(domains::delete),
-        )
-        .route(
-            "/v1/domains/{d}/channels/{ch}",
-            put(domains::place).get(domains::get_channel),
-        )
-        .route(
-            "/v1/domains/{d}/channels/{ch}/messages",
-            post(domains::publish).get(domains::pull),
-        )
-        .route(
-            "/v1/domains/{d}/channels/{ch}/messages:batch",
-            post(domains::publish_batch),
-        )
-        .route(
-            "/v1/channels/{ch}/policy",
-            get(domains::get_policy).put(domains::put_policy),
-        )
-        .route("/v1/ws", get(ws::ws))
-        .route("/v1/ws/tap", get(ws::tap))
-        .route("/v1/dead-letters", get(dead::list))
-        .route("/v1/dead-letters/{id}", get(dead::get).delete(dead::delete))
-        .route("/v1/dead-letters/{id}/redrive", post(dead::redrive))
+    // Every route comes from the one table that also writes /v1/openapi.json.
+    let mut by_path: std::collections::BTreeMap<&str, axum::routing::MethodRouter<Arc<AppState>>> =
+        std::collections::BTreeMap::new();
+    for route in spec::routes() {
+        let m = by_path.remove(route.path).unwrap_or_default();
+        by_path.insert(route.path, m.merge(route.handler));
+    }
+    let mut router = Router::new();
+    for (path, m) in by_path {
+        router = router.route(path, m);
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -208,10 +208,18 @@ pub async fn publish_batch(
     State(state): State<Arc<AppState>>,
     Path((d, ch)): Path<(String, String)>,
     query: Result<Query<messages::PublishQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let channel = in_domain(&state, &d, &ch)?;
-    messages::publish_batch(State(state), Path(channel.to_string()), query, body).await
+    messages::publish_batch(
+        State(state),
+        Path(channel.to_string()),
+        query,
+        headers,
+        body,
+    )
+    .await
 }
 
 /// `GET /v1/domains/{d}/channels/{ch}/messages`: pull within the domain.

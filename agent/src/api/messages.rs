@@ -301,8 +301,15 @@ pub async fn publish_batch(
     State(state): State<Arc<AppState>>,
     Path(ch): Path<String>,
     query: Result<Query<PublishQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // With an Idempotency-Key, item i is stored under "{key}/{i}": a retried batch
+    // stores each item once and answers with the same ids.
+    let batch_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     let channel = channel(&ch)?;
     let Query(q) = query.map_err(|e| from_rejection(e.status(), e.body_text()))?;
     let body = body.map_err(|e| from_rejection(e.status(), e.body_text()))?;
@@ -339,7 +346,7 @@ pub async fn publish_batch(
     }
     // Validate every item, then store all valid ones in one job (one transaction).
     let mut prepared: Vec<Result<NewMessage, ApiError>> = Vec::with_capacity(items.len());
-    for item in items {
+    for (i, item) in items.into_iter().enumerate() {
         let payload = serde_json::to_vec(&item).unwrap_or_default();
         prepared.push(prepare(
             &state,
@@ -349,7 +356,7 @@ pub async fn publish_batch(
                 content_type: "application/json".into(),
                 headers: Vec::new(),
                 ttl,
-                idempotency_key: None,
+                idempotency_key: batch_key.as_ref().map(|k| format!("{k}/{i}")),
             },
         ));
     }
@@ -387,7 +394,11 @@ pub async fn publish_batch(
         match r {
             Ok((status, v)) => {
                 accepted += 1;
-                results.push(json!({"status": status.as_u16(), "id": v["id"], "receivers": v["receivers"]}));
+                let mut item = json!({"status": status.as_u16(), "id": v["id"], "receivers": v["receivers"]});
+                if v["duplicate"] == true {
+                    item["duplicate"] = json!(true);
+                }
+                results.push(item);
             }
             Err(e) => results.push(
                 json!({"status": e.status.as_u16(), "error": {"code": e.code, "message": e.message}}),

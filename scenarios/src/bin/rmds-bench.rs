@@ -37,6 +37,9 @@ struct Args {
     /// Run the single-message phase too (one HTTP request per message).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     single: bool,
+    /// Long-poll wake-up latency samples (0 skips the phase).
+    #[arg(long, default_value_t = 100)]
+    latency_samples: usize,
     /// SQLite synchronous mode for both agents: full or normal.
     #[arg(long, default_value = "full")]
     synchronous: String,
@@ -188,6 +191,42 @@ async fn main() -> anyhow::Result<()> {
             args.batch,
         )
         .await?;
+    }
+
+    // Latency: a long poll on bob waiting for one message published on alice; from
+    // alice's 201 to bob's poll returning (delivery, commit, wake-up).
+    if args.latency_samples > 0 {
+        let mut samples = Vec::with_capacity(args.latency_samples);
+        for i in 0..args.latency_samples {
+            let b = bob.clone();
+            let poll = tokio::spawn(async move {
+                let m = b
+                    .pull("bench", "default", 1, Duration::from_secs(10))
+                    .await?;
+                let done = Instant::now();
+                if let Some(m) = m.first() {
+                    b.ack("bench", "default", &[m.id.clone()]).await?;
+                }
+                Ok::<_, anyhow::Error>((m.len(), done))
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let sent = Instant::now();
+            alice
+                .publish_bytes("bench", format!("{i}").into_bytes(), "text/plain", None)
+                .await?;
+            let (n, done) = poll.await??;
+            anyhow::ensure!(n == 1, "long poll returned {n} messages");
+            samples.push(done.saturating_duration_since(sent));
+        }
+        samples.sort();
+        let pick = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+        println!(
+            "latency: publish on alice to long-poll return on bob, {} samples: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            samples.len(),
+            pick(0.5).as_secs_f64() * 1e3,
+            pick(0.99).as_secs_f64() * 1e3,
+            samples[samples.len() - 1].as_secs_f64() * 1e3
+        );
     }
 
     // Phase 2: backlog built during a NATS outage, then drained.

@@ -1,0 +1,270 @@
+//! The route table: one list that builds both the router and the OpenAPI 3 document
+//! served at `/v1/openapi.json`, so that the document cannot drift from the routes.
+
+use super::{cluster, dead, domains, groups, messages, ws, AppState};
+use axum::routing::{delete, get, post, put, MethodRouter};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// One operation: its method, path, documentation and handler.
+pub struct Route {
+    /// `get`, `post`, `put` or `delete`.
+    pub method: &'static str,
+    /// Path with `{param}` segments.
+    pub path: &'static str,
+    /// Tag (group in the document).
+    pub tag: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// Query parameters: (name, description).
+    pub query: &'static [(&'static str, &'static str)],
+    /// Request body: content type and an example.
+    pub body: Option<(&'static str, Value)>,
+    /// Success status and what it returns.
+    pub ok: (u16, &'static str),
+    /// Content type of the success answer.
+    pub ok_type: &'static str,
+    /// Error statuses a client may get (besides 503 when the store is unavailable).
+    pub errors: &'static [u16],
+    /// The handler.
+    pub handler: MethodRouter<Arc<AppState>>,
+}
+
+fn r(
+    method: &'static str,
+    path: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    handler: MethodRouter<Arc<AppState>>,
+) -> Route {
+    Route {
+        method,
+        path,
+        tag,
+        summary,
+        query: &[],
+        body: None,
+        ok: (200, "OK"),
+        ok_type: "application/json",
+        errors: &[400],
+        handler,
+    }
+}
+
+impl Route {
+    fn query(mut self, q: &'static [(&'static str, &'static str)]) -> Route {
+        self.query = q;
+        self
+    }
+    fn json(mut self, example: Value) -> Route {
+        self.body = Some(("application/json", example));
+        self
+    }
+    fn body(mut self, content_type: &'static str, example: Value) -> Route {
+        self.body = Some((content_type, example));
+        self
+    }
+    fn ok(mut self, status: u16, what: &'static str) -> Route {
+        self.ok = (status, what);
+        self
+    }
+    fn text(mut self) -> Route {
+        self.ok_type = "text/plain";
+        self
+    }
+    fn errors(mut self, e: &'static [u16]) -> Route {
+        self.errors = e;
+        self
+    }
+}
+
+/// Every route of the API.
+pub fn routes() -> Vec<Route> {
+    vec![
+        r("get", "/healthz", "observe", "Liveness: node id and NATS connection state", get(cluster::healthz)).errors(&[]),
+        r("get", "/metrics", "observe", "Prometheus text exposition (rmds_ prefix)", get(cluster::metrics)).text().errors(&[]),
+        r("get", "/v1/stats", "observe", "Counters with RMDS's keys and more", get(cluster::stats)).errors(&[]),
+        r("get", "/v1/openapi.json", "observe", "This document", get(openapi)).errors(&[]),
+        r("get", "/v1/nodes", "cluster", "Known peers with liveness and memberships", get(cluster::nodes)).errors(&[]),
+        r("get", "/v1/topology", "cluster", "Nodes and channels as a graph", get(cluster::topology)).errors(&[]),
+        r("get", "/v1/channels", "cluster", "Channels known on the bus, with this node's role", get(cluster::channels)).errors(&[]),
+        r("put", "/v1/channels/{ch}", "channels", "Join a channel (idempotent)", put(cluster::join))
+            .json(json!({"role": "rw"})),
+        r("delete", "/v1/channels/{ch}", "channels", "Leave a channel", delete(cluster::leave)).ok(200, "Left").errors(&[400, 404]),
+        r("get", "/v1/channels/{ch}", "channels", "A channel's members", get(cluster::channel)).errors(&[400, 404]),
+        r("get", "/v1/channels/{ch}/subscribers", "channels", "Reader nodes of a channel", get(cluster::subscribers)).errors(&[400]),
+        r("get", "/v1/channels/{ch}/policy", "channels", "A channel's own policy, its domain and the effective policy", get(domains::get_policy)),
+        r("put", "/v1/channels/{ch}/policy", "channels", "Set a channel's own policy", put(domains::put_policy))
+            .json(json!({"ttl": "1h", "overflow": "reject", "retry": {"max_attempts": 10}})),
+        r("post", "/v1/channels/{ch}/messages", "messages", "Publish the body as one message (durable before 201)", post(messages::publish))
+            .query(&[("ttl", "time to live, e.g. 30s")])
+            .body("application/json", json!({"text": "hello"}))
+            .ok(201, "Stored: id and receivers")
+            .errors(&[400, 403, 409, 413, 429]),
+        r("post", "/v1/channels/{ch}/messages:batch", "messages", "Publish a JSON array or NDJSON of payloads; per-item results", post(messages::publish_batch))
+            .query(&[("ttl", "time to live of every item")])
+            .json(json!([{"n": 1}, {"n": 2}]))
+            .ok(201, "Every item stored (207 when some failed)")
+            .errors(&[400, 403, 409, 413]),
+        r("get", "/v1/channels/{ch}/messages", "messages", "Pull through a consumer group with long polling; each message is leased", get(messages::pull))
+            .query(&[("group", "consumer group (default: default)"), ("max", "most messages"), ("wait", "longest wait, e.g. 5s"), ("consumer", "consumer name")])
+            .errors(&[400, 403, 404]),
+        r("post", "/v1/channels/{ch}/acks", "messages", "Acknowledge leased messages", post(messages::ack))
+            .json(json!({"group": "default", "ids": ["01M8ZZZZZZZZZZZZZZZZZZZZZZ"]}))
+            .errors(&[400, 403, 404]),
+        r("post", "/v1/channels/{ch}/nacks", "messages", "Give messages back for redelivery after an optional delay", post(messages::nack))
+            .json(json!({"group": "default", "ids": ["01M8ZZZZZZZZZZZZZZZZZZZZZZ"], "delay": "5s", "error": "temporarily failed"}))
+            .errors(&[400, 403, 404]),
+        r("post", "/v1/channels/{ch}/terms", "messages", "Never deliver these messages to the group again", post(messages::term))
+            .json(json!({"group": "default", "ids": ["01M8ZZZZZZZZZZZZZZZZZZZZZZ"]}))
+            .errors(&[400, 403, 404]),
+        r("post", "/v1/channels/{ch}/extends", "messages", "Renew leases for another ack_wait", post(messages::extend))
+            .json(json!({"group": "default", "ids": ["01M8ZZZZZZZZZZZZZZZZZZZZZZ"]}))
+            .errors(&[400, 403, 404]),
+        r("get", "/v1/messages/{id}", "messages", "Per-receiver status at the sender: queued, sent, delivered, consumed, expired, dead, dropped", get(messages::status))
+            .errors(&[400, 404]),
+        r("get", "/v1/channels/{ch}/groups", "groups", "Consumer groups of a channel", get(groups::list)),
+        r("post", "/v1/channels/{ch}/groups", "groups", "Create a consumer group", post(groups::create))
+            .json(json!({"name": "workers", "start": "earliest", "ack_wait": "30s", "max_deliveries": 5, "max_in_flight": 0, "idle_ttl": "1d", "backoff": ["1s", "10s"]}))
+            .ok(201, "Created")
+            .errors(&[400, 403, 409]),
+        r("get", "/v1/channels/{ch}/groups/{g}", "groups", "Position, backlog, in-flight, consumers, settings", get(groups::get)).errors(&[400, 404]),
+        r("delete", "/v1/channels/{ch}/groups/{g}", "groups", "Delete a group", delete(groups::delete)).ok(204, "Deleted").errors(&[400, 404]),
+        r("post", "/v1/channels/{ch}/groups/{g}/reset", "groups", "Move the position (replay)", post(groups::reset))
+            .json(json!({"start": "earliest"}))
+            .errors(&[400, 404]),
+        r("get", "/v1/channels/{ch}/groups/{g}/dead-letters", "groups", "The group's dead-letter queue", get(groups::dead_letters))
+            .query(&[("limit", "most rows")])
+            .errors(&[400, 404]),
+        r("get", "/v1/channels/{ch}/groups/{g}/dead-letters/{id}", "groups", "One dead letter with its message", get(groups::dead_letter)).errors(&[400, 404]),
+        r("delete", "/v1/channels/{ch}/groups/{g}/dead-letters/{id}", "groups", "Delete a dead letter", delete(groups::delete_dead_letter)).ok(204, "Deleted").errors(&[400, 404]),
+        r("post", "/v1/channels/{ch}/groups/{g}/dead-letters/{id}/redrive", "groups", "Deliver a dead letter again, once", post(groups::redrive)).errors(&[400, 404]),
+        r("get", "/v1/dead-letters", "dead letters", "The sender's dead letters", get(dead::list))
+            .query(&[("channel", "filter"), ("receiver", "filter"), ("limit", "most rows")]),
+        r("get", "/v1/dead-letters/{id}", "dead letters", "A message's dead letters and status", get(dead::get)).errors(&[400, 404]),
+        r("delete", "/v1/dead-letters/{id}", "dead letters", "Delete a message's dead letters", delete(dead::delete))
+            .query(&[("receiver", "only this receiver's")])
+            .ok(204, "Deleted")
+            .errors(&[400, 404]),
+        r("post", "/v1/dead-letters/{id}/redrive", "dead letters", "Queue a dead message again for the receivers it missed", post(dead::redrive))
+            .query(&[("receiver", "only this receiver")])
+            .errors(&[400, 404, 409]),
+        r("get", "/v1/domains", "domains", "Domains, default first", get(domains::list)).errors(&[]),
+        r("post", "/v1/domains", "domains", "Create a domain with an optional schema and default policy", post(domains::create))
+            .json(json!({"name": "shop", "schema": {"fields": {"item": "string", "qty": "number"}}, "policy": {"ttl": "1h"}}))
+            .ok(201, "Created")
+            .errors(&[400, 409]),
+        r("get", "/v1/domains/{d}", "domains", "A domain with its channels", get(domains::get)).errors(&[400, 404]),
+        r("put", "/v1/domains/{d}", "domains", "Replace a domain's schema and policy", put(domains::replace))
+            .json(json!({"schema": {"fields": {"item": "string"}}, "policy": {}}))
+            .errors(&[400, 404]),
+        r("delete", "/v1/domains/{d}", "domains", "Delete a domain; its channels go back to default", delete(domains::delete)).ok(204, "Deleted").errors(&[400, 404]),
+        r("put", "/v1/domains/{d}/channels/{ch}", "domains", "Place a channel in the domain (and join it with a role)", put(domains::place))
+            .json(json!({"role": "rw", "policy": {"overflow": "drop_oldest"}}))
+            .errors(&[400, 404]),
+        r("get", "/v1/domains/{d}/channels/{ch}", "domains", "A channel of the domain with its policies", get(domains::get_channel)).errors(&[400, 404]),
+        r("post", "/v1/domains/{d}/channels/{ch}/messages", "domains", "Publish within the domain (schema checked)", post(domains::publish))
+            .query(&[("ttl", "time to live")])
+            .body("application/json", json!({"item": "tea", "qty": 2}))
+            .ok(201, "Stored")
+            .errors(&[400, 403, 404, 409, 413, 429]),
+        r("post", "/v1/domains/{d}/channels/{ch}/messages:batch", "domains", "Batch publish within the domain", post(domains::publish_batch))
+            .json(json!([{"item": "tea", "qty": 2}]))
+            .ok(201, "Every item stored (207 when some failed)")
+            .errors(&[400, 403, 404, 409, 413]),
+        r("get", "/v1/domains/{d}/channels/{ch}/messages", "domains", "Pull within the domain", get(domains::pull))
+            .query(&[("group", "consumer group"), ("max", "most messages"), ("wait", "longest wait"), ("consumer", "consumer name")])
+            .errors(&[400, 403, 404]),
+        r("get", "/v1/ws", "websocket", "WebSocket: publish, subscribe with credit, ack/nack/term/extend, ping (JSON frames with request_id)", get(ws::ws))
+            .ok(101, "Switching protocols")
+            .errors(&[400, 426]),
+        r("get", "/v1/ws/tap", "websocket", "WebSocket live tap of publishes, deliveries and lifecycle events; consumes nothing", get(ws::tap))
+            .query(&[("channel", "only this channel"), ("last_n", "replay this many recent events first")])
+            .ok(101, "Switching protocols")
+            .errors(&[400, 426]),
+    ]
+}
+
+fn error_text(code: u16) -> &'static str {
+    match code {
+        400 => "Bad request: invalid name, body, query or value",
+        403 => "Forbidden: this node's role does not allow it",
+        404 => "Not found",
+        409 => "Conflict (exists already, expired, or no readers by policy)",
+        413 => "Payload too large for the cluster's NATS max payload",
+        426 => "Upgrade required: a WebSocket handshake is expected",
+        429 => "Back-pressure: a receiver's backlog is full (reject policy)",
+        _ => "Error",
+    }
+}
+
+/// The OpenAPI 3.0 document of [`routes`].
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for route in routes() {
+        let params: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.split('}').next()))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .chain(route.query.iter().map(|(name, d)| {
+                json!({"name": name, "in": "query", "required": false, "description": d, "schema": {"type": "string"}})
+            }))
+            .collect();
+        let mut responses = Map::new();
+        let (ok, what) = route.ok;
+        responses.insert(
+            ok.to_string(),
+            if ok == 204 || ok == 101 {
+                json!({"description": what})
+            } else {
+                json!({"description": what, "content": {route.ok_type: {"schema": {}}}})
+            },
+        );
+        let err_ref = json!({"$ref": "#/components/schemas/Error"});
+        for &e in route.errors.iter().chain([503u16].iter()) {
+            responses.insert(
+                e.to_string(),
+                json!({"description": if e == 503 { "Store or agent unavailable" } else { error_text(e) },
+                       "content": {"application/json": {"schema": err_ref}}}),
+            );
+        }
+        let mut op = json!({
+            "tags": [route.tag],
+            "summary": route.summary,
+            "operationId": format!("{}_{}", route.method, route.path.trim_matches('/').replace(['/', '{', '}', ':', '.', '-'], "_")),
+            "parameters": params,
+            "responses": responses,
+        });
+        if let Some((ct, example)) = &route.body {
+            op["requestBody"] =
+                json!({"required": true, "content": {*ct: {"schema": {}, "example": example}}});
+        }
+        let entry = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| json!({}));
+        entry[route.method] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "rmds-agent local API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Reliable message delivery: the API an application uses on its own node. Every error is {\"error\":{\"code\",\"message\"}}."
+        },
+        "paths": paths,
+        "components": {"schemas": {"Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}
+            }}}
+        }}}
+    })
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn openapi() -> axum::Json<Value> {
+    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    axum::Json(DOC.get_or_init(document).clone())
+}
