@@ -205,7 +205,8 @@ async fn main() -> anyhow::Result<()> {
                     .await?;
                 let done = Instant::now();
                 if let Some(m) = m.first() {
-                    b.ack("bench", "default", &[m.id.clone()]).await?;
+                    b.ack("bench", "default", std::slice::from_ref(&m.id))
+                        .await?;
                 }
                 Ok::<_, anyhow::Error>((m.len(), done))
             });
