@@ -96,6 +96,12 @@ impl Events {
         peer: Option<&str>,
         detail: serde_json::Value,
     ) {
+        // Numbered, recorded and sent under one lock: history and live stream never
+        // overlap and stay in order.
+        let mut h = match self.history.lock() {
+            Ok(h) => h,
+            Err(p) => p.into_inner(),
+        };
         let ev = Arc::new(Event {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             at: crate::store::now_ms(),
@@ -106,20 +112,17 @@ impl Events {
             detail,
         });
         if self.capacity > 0 {
-            let mut h = match self.history.lock() {
-                Ok(h) => h,
-                Err(p) => p.into_inner(),
-            };
             if h.len() >= self.capacity {
                 h.pop_front();
             }
             h.push_back(ev.clone());
         }
         let _ = self.tx.send(ev);
+        drop(h);
     }
 
     /// Subscribes, returning up to `last_n` recent events matching `filter` first.
-    /// The history and the live stream do not overlap (compare `seq`).
+    /// The history and the live stream do not overlap.
     pub fn subscribe(
         &self,
         last_n: usize,

@@ -147,6 +147,8 @@ struct GroupState {
     consumers: HashMap<String, i64>,
     /// Deleted (idle TTL or API): handles still held fail with not found.
     deleted: bool,
+    /// Skipped offsets whose commit failed, retried on the next pull.
+    unsettled_skips: Vec<(u64, u64)>,
 }
 
 impl GroupState {
@@ -162,7 +164,13 @@ impl GroupState {
         let now = now_ms();
         self.last_active = now;
         if let Some(c) = consumer {
-            self.consumers.insert(c.to_string(), now);
+            if self.consumers.len() >= 1000 && !self.consumers.contains_key(c) {
+                // Forget consumers not seen for ten minutes.
+                self.consumers.retain(|_, at| *at >= now - 600_000);
+            }
+            if self.consumers.len() < 10_000 {
+                self.consumers.insert(c.to_string(), now);
+            }
         }
     }
 }
@@ -179,6 +187,9 @@ pub struct Groups {
     config: GroupsConfig,
     groups: Arc<Mutex<HashMap<Key, Handle>>>,
 }
+
+/// Longest nack delay honoured (longer ones are shortened to this).
+pub const MAX_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The name of the group a pull uses when it names none; created on first use.
 pub const DEFAULT_GROUP: &str = "default";
@@ -275,6 +286,7 @@ impl Groups {
             persisted_active: row.last_active,
             consumers: HashMap::new(),
             deleted: false,
+            unsettled_skips: Vec::new(),
         };
         Ok(self
             .map()
@@ -436,13 +448,19 @@ impl Groups {
             let (c, n) = (channel.to_string(), name.to_string());
             self.store
                 .writer
-                .run(move |conn| store::groups::reset_group(conn, &c, &n, floor, now_ms()))
+                .run(move |conn| {
+                    store::groups::unredrive_all(conn, &c, &n)?;
+                    store::groups::reset_group(conn, &c, &n, floor, now_ms())
+                })
                 .await?;
             st.floor = floor;
             st.acked.clear();
             st.next = floor + 1;
             st.leases.clear();
             st.by_id.clear();
+            // Redriven dead letters go back to the queue: the replay covers them.
+            st.redriven.clear();
+            st.redriven_all.clear();
             st.touch(None);
         }
         self.info(channel, name).await
@@ -637,11 +655,20 @@ impl Groups {
                 break; // filled up mid-read
             }
         }
+        skipped.append(&mut st.unsettled_skips);
         if !skipped.is_empty() {
-            self.commit_settled(channel, group, &mut st, &skipped)
-                .await?;
-            let n: u64 = skipped.iter().map(|(a, b)| b - a + 1).sum();
-            self.metrics.group_skipped.inc_by(n);
+            match self.commit_settled(channel, group, &mut st, &skipped).await {
+                Ok(()) => {
+                    let n: u64 = skipped.iter().map(|(a, b)| b - a + 1).sum();
+                    self.metrics.group_skipped.inc_by(n);
+                }
+                Err(e) => {
+                    // The leases made above stand; the skips are retried next time.
+                    self.metrics.store_errors.inc();
+                    tracing::warn!(error = %e, "cannot record skipped log entries");
+                    st.unsettled_skips = skipped;
+                }
+            }
         }
         let next_wake = st.leases.values().map(|l| l.retry_at).min();
         Ok((out, next_wake))
@@ -719,6 +746,7 @@ impl Groups {
         let now = Instant::now();
         match how {
             Settle::Nack(delay, error) => {
+                let delay = delay.min(MAX_DELAY);
                 for o in offsets {
                     if let Some(l) = st.leases.get_mut(&o) {
                         l.until = now;
@@ -785,6 +813,9 @@ impl Groups {
                 }
             }
         }
+        drop(st);
+        // A waiting pull may have room again (max_in_flight) or a message due.
+        self.heads.nudge(channel);
         Ok(res)
     }
 

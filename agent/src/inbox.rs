@@ -306,6 +306,10 @@ impl Inbox {
                 let committed = self.committed.get(&done.key).copied().unwrap_or(0);
                 self.accepted.remove(&done.key);
                 self.committed.remove(&done.key);
+                if matches!(e, store::Error::Conflict(_)) {
+                    // A later batch behind the one that failed: one Nack is enough.
+                    return;
+                }
                 let nack = Packet::Nack(Nack {
                     receiver: self.me.clone(),
                     sender: done.key.0.clone(),

@@ -37,10 +37,63 @@ struct Args {
     /// Print the default configuration (every key) and exit.
     #[arg(long)]
     generate_config: bool,
+    /// Health probe for containers without a shell: GET this http://HOST:PORT/PATH
+    /// and exit 0 on a 2xx answer, 1 otherwise.
+    #[arg(long, value_name = "URL")]
+    probe: Option<String>,
+}
+
+/// A minimal HTTP/1.0 GET (no TLS), for container health checks.
+fn probe(url: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else {
+        eprintln!("rmds-agent: --probe takes an http:// URL");
+        return ExitCode::from(2);
+    };
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let timeout = std::time::Duration::from_secs(3);
+    let addr = match std::net::ToSocketAddrs::to_socket_addrs(host).map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        _ => {
+            eprintln!("rmds-agent: cannot resolve {host}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = (|| -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+        let mut buf = Vec::new();
+        s.take(4096).read_to_end(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    })();
+    match answer {
+        Ok(a)
+            if a.split_whitespace()
+                .nth(1)
+                .is_some_and(|c| c.starts_with('2')) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            eprintln!("rmds-agent: {}", a.lines().next().unwrap_or("empty answer"));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("rmds-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(url) = &args.probe {
+        return probe(url);
+    }
     if args.generate_config {
         print!("{}", Config::default_toml());
         return ExitCode::SUCCESS;

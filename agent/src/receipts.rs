@@ -52,7 +52,7 @@ pub async fn run(
         }
         let rows = match store
             .reads
-            .read(|c| store::groups::pending_receipts(c, BATCH * 8))
+            .read(|c| store::groups::pending_receipts(c, BATCH))
             .await
         {
             Ok(r) => r,

@@ -340,3 +340,52 @@ async fn given_a_tap_then_it_sees_history_and_live_events_without_moving_any_gro
     assert_eq!(e.status().as_u16(), 400);
     net.assert_healthy().unwrap();
 }
+
+#[tokio::test]
+async fn given_a_strict_group_over_websocket_then_each_ack_releases_the_next_message_at_once() {
+    let mut net = pair().await;
+    net.client("bob")
+        .create_group(
+            "chat",
+            "strict",
+            &rmds::GroupOptions {
+                max_in_flight: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut ws = connect(&net, "bob", "/v1/ws").await;
+    let r = reply(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "chat", "group": "strict", "credit": 10}),
+    )
+    .await;
+    let sub = r["subscription"].as_str().unwrap().to_string();
+    let r = reply(
+        &mut ws,
+        json!({"op": "subscribe", "request_id": 2, "channel": "chat", "group": "nope"}),
+    )
+    .await;
+    assert_eq!(r["code"], "not_found", "{r}");
+    publish_n(&net, 1..=5).await;
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        // Nothing waits for a poll timeout: the ack wakes the pull holding the slot.
+        let f = next(&mut ws, Duration::from_secs(5))
+            .await
+            .expect("the next message soon after the ack");
+        if f["type"] != "message" {
+            continue;
+        }
+        got.push(f["message"]["data"]["n"].as_u64().unwrap());
+        let id = f["message"]["id"].as_str().unwrap().to_string();
+        send(
+            &mut ws,
+            json!({"op": "ack", "subscription": sub, "ids": [id]}),
+        )
+        .await;
+    }
+    assert_eq!(got, vec![1, 2, 3, 4, 5]);
+    net.assert_healthy().unwrap();
+}

@@ -18,11 +18,13 @@ mod agent;
 mod consumer;
 mod nats;
 mod net;
+mod proxy;
 
 pub use agent::{AgentProc, AgentSpec};
 pub use consumer::{drain, Received};
 pub use nats::NatsServer;
 pub use net::{TestNet, TestNetBuilder};
+pub use proxy::Proxy;
 
 use std::time::Duration;
 

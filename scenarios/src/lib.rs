@@ -10,5 +10,9 @@
 //! Nothing here mocks NATS or SQLite: the harness starts the real binaries with
 //! temporary data directories and kills them on drop.
 
+pub mod catalogue;
 pub mod checker;
+pub mod compose;
 pub mod harness;
+pub mod report;
+pub mod scenario;

@@ -113,6 +113,9 @@ pub async fn create(
             .iter()
             .map(|d| parse_duration("backoff", d).map(|d| d.as_millis() as u64))
             .collect::<Result<_, _>>()?;
+        if spec.backoff_ms.iter().any(|&ms| ms > 86_400_000) {
+            return Err(ApiError::bad_request("backoff steps must be at most 24h"));
+        }
     }
     let info = state.groups.create(&channel, &name, start, spec).await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())

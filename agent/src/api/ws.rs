@@ -44,6 +44,10 @@ pub const QUEUE_BYTES: usize = 16 << 20;
 pub const MAX_SUBSCRIPTIONS: usize = 64;
 /// Largest credit a subscription may grant.
 pub const MAX_CREDIT: usize = 10_000;
+/// Most history events a tap may ask for.
+pub const MAX_TAP_HISTORY: usize = 1000;
+/// A client whose queue makes no progress for this long is a slow consumer.
+pub const SLOW_AFTER: Duration = Duration::from_secs(10);
 
 /// The outbound side of a connection: a bounded queue in front of the socket.
 #[derive(Clone)]
@@ -54,9 +58,45 @@ struct Outbound {
     /// Set when the connection must end (closed, or too slow).
     stop: CancellationToken,
     slow: Arc<std::sync::atomic::AtomicBool>,
+    /// Signalled by the writer after each frame written.
+    drained: Arc<Notify>,
 }
 
 impl Outbound {
+    fn new(tx: mpsc::UnboundedSender<Utf8Bytes>) -> Outbound {
+        Outbound {
+            tx,
+            frames: Arc::new(AtomicUsize::new(0)),
+            bytes: Arc::new(AtomicUsize::new(0)),
+            stop: CancellationToken::new(),
+            slow: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            drained: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Waits until the queue is at most half full; false (and the connection ends as
+    /// a slow consumer) when it makes no progress for [`SLOW_AFTER`].
+    async fn room(&self) -> bool {
+        loop {
+            if self.stop.is_cancelled() {
+                return false;
+            }
+            if self.frames.load(Ordering::SeqCst) <= QUEUE_FRAMES / 2
+                && self.bytes.load(Ordering::SeqCst) <= QUEUE_BYTES / 2
+            {
+                return true;
+            }
+            tokio::select! {
+                _ = self.drained.notified() => {}
+                _ = self.stop.cancelled() => return false,
+                _ = tokio::time::sleep(SLOW_AFTER) => {
+                    self.slow.store(true, Ordering::SeqCst);
+                    self.stop.cancel();
+                    return false;
+                }
+            }
+        }
+    }
     /// Queues a frame; false (and the connection is ending) when the client is too slow.
     fn push(&self, v: &Value) -> bool {
         if self.stop.is_cancelled() {
@@ -108,6 +148,7 @@ async fn writer(
                 };
                 out.frames.fetch_sub(1, Ordering::SeqCst);
                 out.bytes.fetch_sub(len, Ordering::SeqCst);
+                out.drained.notify_waiters();
                 if !sent {
                     break;
                 }
@@ -195,13 +236,7 @@ impl Session {
         state.metrics.ws_connections.inc();
         let (sink, mut stream) = socket.split();
         let (tx, rx) = mpsc::unbounded_channel();
-        let out = Outbound {
-            tx,
-            frames: Arc::new(AtomicUsize::new(0)),
-            bytes: Arc::new(AtomicUsize::new(0)),
-            stop: CancellationToken::new(),
-            slow: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        };
+        let out = Outbound::new(tx);
         let writer = tokio::spawn(writer(sink, rx, out.clone(), state.metrics.clone()));
         let mut session = Session {
             state,
@@ -270,7 +305,7 @@ impl Session {
         match req.op.as_str() {
             "ping" => Ok(json!({"type": "pong", "request_id": id})),
             "publish" => self.publish(req).await,
-            "subscribe" => self.subscribe(req),
+            "subscribe" => self.subscribe(req).await,
             "unsubscribe" => {
                 let name = req
                     .subscription
@@ -348,7 +383,7 @@ impl Session {
         Ok(v)
     }
 
-    fn subscribe(&mut self, req: Request) -> Result<Value, ApiError> {
+    async fn subscribe(&mut self, req: Request) -> Result<Value, ApiError> {
         let ch = req
             .channel
             .as_deref()
@@ -356,6 +391,10 @@ impl Session {
         let channel = parse_channel(ch)?;
         let group = GroupName::new(req.group.unwrap_or_else(|| DEFAULT_GROUP.into()))?;
         check_reader(&self.state, &channel)?;
+        if group.as_str() != DEFAULT_GROUP {
+            // Other groups must exist (the default one is created on first use).
+            self.state.groups.info(&channel, &group).await?;
+        }
         let credit = req.credit.unwrap_or(100);
         if credit == 0 || credit > MAX_CREDIT {
             return Err(ApiError::bad_request(format!(
@@ -502,16 +541,28 @@ async fn pump(
         };
         let msgs = match pulled {
             Ok(m) => m,
+            Err(crate::groups::GroupError::Store(e)) => {
+                // Transient: try again shortly.
+                tracing::warn!(error = %e, "subscription pull failed; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
             Err(e) => {
+                // The group is gone (deleted, or expired): the subscription ends.
                 let e: ApiError = e.into();
                 out.push(&json!({
                     "type": "error", "request_id": Value::Null, "subscription": name,
-                    "code": e.code, "message": e.message,
+                    "code": e.code, "message": format!("subscription ended: {}", e.message),
                 }));
                 return;
             }
         };
         for m in msgs {
+            if !out.room().await {
+                return;
+            }
             match held.lock() {
                 Ok(mut h) => h.insert(m.entry.id.clone()),
                 Err(p) => p.into_inner().insert(m.entry.id.clone()),
@@ -544,10 +595,9 @@ pub async fn tap(
     let Query(q) = query.map_err(|e| super::error::from_rejection(e.status(), e.body_text()))?;
     let channel = q.channel.map(Channel::new).transpose()?;
     let last_n = q.last_n.unwrap_or(0);
-    if last_n > crate::metrics::TAP_HISTORY {
+    if last_n > MAX_TAP_HISTORY {
         return Err(ApiError::bad_request(format!(
-            "last_n must be at most {}",
-            crate::metrics::TAP_HISTORY
+            "last_n must be at most {MAX_TAP_HISTORY}"
         )));
     }
     Ok(upgrade
@@ -569,13 +619,7 @@ async fn run_tap(state: Arc<AppState>, socket: WebSocket, channel: Option<Channe
     let (history, mut rx) = state.metrics.events.subscribe(last_n, &filter);
     let (sink, mut stream) = socket.split();
     let (tx, wrx) = mpsc::unbounded_channel();
-    let out = Outbound {
-        tx,
-        frames: Arc::new(AtomicUsize::new(0)),
-        bytes: Arc::new(AtomicUsize::new(0)),
-        stop: CancellationToken::new(),
-        slow: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    };
+    let out = Outbound::new(tx);
     let writer = tokio::spawn(writer(sink, wrx, out.clone(), state.metrics.clone()));
     out.push(&json!({"type": "tap", "channel": channel, "history": history.len()}));
     for e in history {

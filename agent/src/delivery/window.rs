@@ -126,6 +126,10 @@ impl Window {
     /// first unacknowledged sequence after the backoff. With `count`, the refusal
     /// counts as a failed round towards `max_attempts`.
     pub fn on_refused(&mut self, now: Instant, count: bool) {
+        if self.sent_upto == self.acked && self.hold.is_some_and(|h| now < h) {
+            // Another refusal of the same round (several batches were in flight).
+            return;
+        }
         if count {
             self.failed += 1;
         }
@@ -224,7 +228,9 @@ impl Window {
                 self.failed += 1;
                 if self.failed >= self.cfg.max_attempts {
                     let attempts = self.failed;
-                    self.deadline = None;
+                    // Restarted, so that the head is dead-lettered even if this action
+                    // is not carried out now (the check at the top fires again).
+                    self.restart();
                     return Some(Action::DeadLetter { attempts });
                 }
                 self.restart();
@@ -278,7 +284,13 @@ mod tests {
         );
         w.on_sent(2, later);
         w.on_refused(later, true);
+        // A second refusal of the same round (another batch of it) does not count.
         w.on_refused(later, true);
+        assert_eq!(w.failed_rounds(), 2);
+        let t2 = w.held_until().unwrap();
+        assert!(matches!(w.poll(t2, true), Some(Action::Send { .. })));
+        w.on_sent(2, t2);
+        w.on_refused(t2, true);
         let after = w.held_until().unwrap();
         assert_eq!(
             w.poll(after, true),

@@ -366,19 +366,28 @@ pub fn mark_consumed(conn: &Connection, channel: &str, offsets: &[u64], now: i64
     Ok(())
 }
 
-/// Receipts waiting to be sent, oldest first: (row id, sender, message id, consumed at).
+/// Receipts waiting to be sent, oldest first, at most `per_sender` for each sender
+/// (one sender that cannot be reached never holds up the others):
+/// (row id, sender, message id, consumed at).
 pub fn pending_receipts(
     conn: &Connection,
-    limit: usize,
+    per_sender: usize,
 ) -> Result<Vec<(u64, String, String, i64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, sender, message_id, consumed_at FROM receipts_out ORDER BY id LIMIT ?",
-    )?;
-    let rows = stmt
-        .query_map([limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?
+    let senders: Vec<String> = conn
+        .prepare_cached("SELECT DISTINCT sender FROM receipts_out")?
+        .query_map([], |r| r.get(0))?
         .collect::<std::result::Result<_, _>>()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, sender, message_id, consumed_at FROM receipts_out WHERE sender = ? ORDER BY id LIMIT ?",
+    )?;
+    let mut rows = Vec::new();
+    for s in senders {
+        for r in stmt.query_map(params![s, per_sender as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
+        })? {
+            rows.push(r?);
+        }
+    }
     Ok(rows)
 }
 
@@ -389,6 +398,15 @@ pub fn receipts_done(conn: &Connection, sender: &str, upto: u64, older_than: i64
         .execute(params![sender, upto as i64])?;
     conn.prepare_cached("DELETE FROM receipts_out WHERE consumed_at < ?")?
         .execute([older_than])?;
+    Ok(())
+}
+
+/// Puts every redriven dead letter of a group back in the queue.
+pub fn unredrive_all(conn: &Connection, channel: &str, name: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE group_dead SET state = 'dead' WHERE channel = ? AND grp = ? AND state = 'redriven'",
+    )?
+    .execute(params![channel, name])?;
     Ok(())
 }
 

@@ -371,7 +371,7 @@ pub fn record_consumed(
 ) -> Result<u64> {
     let mut stmt = conn.prepare_cached(
         "UPDATE deliveries SET consumed_at = ?3
-         WHERE message_id = ?1 AND receiver = ?2 AND consumed_at IS NULL AND state = 2",
+         WHERE message_id = ?1 AND receiver = ?2 AND consumed_at IS NULL AND state IN (1, 2)",
     )?;
     let mut n = 0;
     for (id, at) in consumed {
@@ -738,7 +738,10 @@ pub fn status(conn: &Connection, id: &str) -> Result<Option<MessageStatus>> {
         receivers.push(ReceiverStatus {
             receiver,
             state: match (state, consumed_at) {
-                (DeliveryState::Delivered, Some(_)) => DeliveryState::Consumed,
+                // A receipt proves delivery even if the ACK was lost on the way.
+                (DeliveryState::Delivered | DeliveryState::Sent, Some(_)) => {
+                    DeliveryState::Consumed
+                }
                 (s, _) => s,
             },
             consumed_at,

@@ -1,6 +1,6 @@
 //! A whole test network: NATS plus named agents with short intervals.
 
-use super::{eventually, free_port, AgentProc, AgentSpec, NatsServer};
+use super::{eventually, free_port, AgentProc, AgentSpec, NatsServer, Proxy};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,15 +12,20 @@ pub struct TestNetBuilder {
     nats_up: bool,
     settings: Vec<(String, String, toml::Value)>,
     bin: Option<PathBuf>,
+    proxied: Vec<String>,
+    cluster: usize,
 }
 
 /// NATS and agents on loopback, each agent with its own temp data dir.
 pub struct TestNet {
     path: PathBuf,
     _dir: Option<tempfile::TempDir>,
-    /// The NATS server.
+    /// The NATS server (the first one of a cluster).
     pub nats: NatsServer,
+    /// The other servers of a cluster.
+    pub cluster: Vec<NatsServer>,
     agents: BTreeMap<String, AgentProc>,
+    proxies: BTreeMap<String, Proxy>,
 }
 
 /// Where the agent binary is: `RMDS_AGENT_BIN`, else next to the running executable
@@ -54,7 +59,28 @@ impl TestNet {
             nats_up: true,
             settings: Vec::new(),
             bin: None,
+            proxied: Vec::new(),
+            cluster: 1,
         }
+    }
+
+    /// Cuts one agent off NATS (its proxy drops every connection) while the others
+    /// keep it. The agent must have been built with [`TestNetBuilder::proxied`].
+    pub fn partition(&self, id: &str) -> anyhow::Result<()> {
+        self.proxies
+            .get(id)
+            .with_context(|| format!("{id} has no proxy; build the net with .proxied({id:?})"))?
+            .cut();
+        Ok(())
+    }
+
+    /// Reconnects a partitioned agent.
+    pub fn heal(&self, id: &str) -> anyhow::Result<()> {
+        self.proxies
+            .get(id)
+            .with_context(|| format!("{id} has no proxy"))?
+            .restore();
+        Ok(())
     }
 
     /// The temp directory holding every log and database.
@@ -175,6 +201,18 @@ impl TestNetBuilder {
         self
     }
 
+    /// Connects this agent to NATS through a cuttable proxy (see [`TestNet::partition`]).
+    pub fn proxied(mut self, id: &str) -> Self {
+        self.proxied.push(id.into());
+        self
+    }
+
+    /// Runs `n` clustered nats-servers; every agent knows all of them.
+    pub fn nats_cluster(mut self, n: usize) -> Self {
+        self.cluster = n.max(1);
+        self
+    }
+
     /// Leaves NATS stopped at start.
     pub fn nats_down(mut self) -> Self {
         self.nats_up = false;
@@ -195,14 +233,19 @@ impl TestNetBuilder {
         self
     }
 
-    fn config(&self, spec: &AgentSpec, port: u16, data: &std::path::Path, nats: &str) -> String {
+    fn config(
+        &self,
+        spec: &AgentSpec,
+        port: u16,
+        data: &std::path::Path,
+        nats: &[String],
+    ) -> String {
         let mut t: toml::Table = toml::from_str(&format!(
             r#"
 node_id = "{id}"
 data_dir = "{data}"
 listen = "127.0.0.1:{port}"
 [nats]
-urls = ["{nats}"]
 ping_interval = "500ms"
 reconnect_max_delay = "200ms"
 [discovery]
@@ -222,6 +265,16 @@ level = "info,async_nats=warn"
             data = data.display(),
         ))
         .unwrap_or_default();
+        if let Some(toml::Value::Table(n)) = t.get_mut("nats") {
+            n.insert(
+                "urls".into(),
+                toml::Value::Array(
+                    nats.iter()
+                        .map(|u| toml::Value::String(u.clone()))
+                        .collect(),
+                ),
+            );
+        }
         t.insert(
             "join".into(),
             toml::Value::Array(
@@ -252,15 +305,46 @@ level = "info,async_nats=warn"
             Some(b) => b.clone(),
             None => agent_binary()?,
         };
-        let mut nats = NatsServer::new(dir.path(), "nats");
-        if self.nats_up {
-            nats.start().await?;
+        let mut servers: Vec<NatsServer> = Vec::new();
+        if self.cluster > 1 {
+            let route_ports: Vec<u16> = (0..self.cluster).map(|_| free_port()).collect();
+            for i in 0..self.cluster {
+                let others: Vec<u16> = route_ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| *p)
+                    .collect();
+                servers.push(
+                    NatsServer::new(dir.path(), &format!("nats-{i}"))
+                        .clustered(route_ports[i], others),
+                );
+            }
+        } else {
+            servers.push(NatsServer::new(dir.path(), "nats"));
         }
+        if self.nats_up {
+            for s in servers.iter_mut() {
+                s.start().await?;
+            }
+        }
+        let urls: Vec<String> = servers.iter().map(NatsServer::url).collect();
+        let mut proxies = BTreeMap::new();
+        for id in &self.proxied {
+            proxies.insert(id.clone(), Proxy::start(servers[0].port()).await?);
+        }
+        let mut servers = servers.into_iter();
+        let nats = servers.next().context("no nats server")?;
+        let cluster: Vec<NatsServer> = servers.collect();
         let mut agents = BTreeMap::new();
         for spec in &self.agents {
             let port = free_port();
             let data = dir.path().join(&spec.node_id).join("data");
-            let toml = self.config(spec, port, &data, &nats.url());
+            let via = match proxies.get(&spec.node_id) {
+                Some(p) => vec![p.url()],
+                None => urls.clone(),
+            };
+            let toml = self.config(spec, port, &data, &via);
             let mut a = AgentProc::new(&bin, dir.path(), &spec.node_id, port, &toml)?;
             a.start()
                 .await
@@ -280,7 +364,9 @@ level = "info,async_nats=warn"
             path,
             _dir: dir,
             nats,
+            cluster,
             agents,
+            proxies,
         })
     }
 }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds the rmds-agent and nats images from locally produced binaries: each image is
+# FROM scratch with the binary and exactly the shared libraries `ldd` lists for it, so
+# nothing is pulled. Image names: RMDS_AGENT_IMAGE (rmds-agent:local) and
+# RMDS_NATS_IMAGE (rmds-nats:local); point them at official images elsewhere instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+cargo build --release -p rmds-agent
+agent_image=${RMDS_AGENT_IMAGE:-rmds-agent:local}
+nats_image=${RMDS_NATS_IMAGE:-rmds-nats:local}
+out=target/images
+rm -rf "$out"
+mkdir -p "$out/agent/rootfs" "$out/nats/rootfs"
+
+# install BINARY ROOTFS DEST: the binary and its shared libraries.
+with_libs() {
+  local bin=$1 root=$2 dest=$3
+  install -D -m 0755 "$bin" "$root$dest"
+  ldd "$bin" | grep -o '/[^ ]*' | while read -r lib; do
+    install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
+  done
+}
+
+with_libs target/release/rmds-agent "$out/agent/rootfs" /usr/local/bin/rmds-agent
+install -D -m 0644 docker/agent.toml "$out/agent/rootfs/etc/rmds/agent.toml"
+mkdir -p "$out/agent/rootfs/data" "$out/agent/rootfs/tmp"
+chown 65534:65534 "$out/agent/rootfs/data"
+chmod 1777 "$out/agent/rootfs/tmp"
+printf 'hosts: files dns\n' > "$out/agent/rootfs/etc/nsswitch.conf"
+cp docker/agent.Dockerfile "$out/agent/Dockerfile"
+
+with_libs "$(command -v nats-server)" "$out/nats/rootfs" /usr/local/bin/nats-server
+with_libs target/release/rmds-agent "$out/nats/rootfs" /usr/local/bin/rmds-agent
+mkdir -p "$out/nats/rootfs/tmp"
+chmod 1777 "$out/nats/rootfs/tmp"
+cp docker/nats.Dockerfile "$out/nats/Dockerfile"
+
+docker build -q -t "$agent_image" "$out/agent"
+docker build -q -t "$nats_image" "$out/nats"
+echo "built $agent_image and $nats_image"
