@@ -68,7 +68,7 @@ pub fn compose_file() -> PathBuf {
 }
 
 /// Runs one scenario on a backend and reports; never panics on a failure.
-pub async fn run(name: &str, backend: Backend) -> Outcome {
+pub async fn run(name: &str, backend: Backend, faulty: bool) -> Outcome {
     let started = Instant::now();
     let cluster = match backend {
         Backend::Processes => processes(name).await,
@@ -93,6 +93,7 @@ pub async fn run(name: &str, backend: Backend) -> Outcome {
         }
     };
     let mut ctx = Ctx::new(cluster, "chat");
+    ctx.faulty = faulty;
     let result =
         tokio::time::timeout(Duration::from_secs(300), body(name, backend, &mut ctx)).await;
     let error = match result {

@@ -214,6 +214,9 @@ pub struct Ctx {
     sampler: Option<tokio::task::JoinHandle<()>>,
     streams: Vec<StreamReport>,
     expired: u64,
+    short_ttl: bool,
+    /// Self-test: the recorder drops, repeats and swaps messages on purpose.
+    pub faulty: bool,
 }
 
 impl Ctx {
@@ -244,6 +247,8 @@ impl Ctx {
             sampler: Some(sampler),
             streams: Vec::new(),
             expired: 0,
+            short_ttl: false,
+            faulty: false,
         }
     }
 
@@ -261,6 +266,7 @@ impl Ctx {
         ttl: Option<Duration>,
     ) -> anyhow::Result<()> {
         let c = self.cluster.client(sender);
+        self.short_ttl |= ttl.is_some();
         for _ in 0..count {
             let n = {
                 let e = self.next.entry(sender.to_string()).or_insert(0);
@@ -329,11 +335,28 @@ impl Ctx {
         let c = self.cluster.client(reader);
         c.ensure_group(&self.channel, "scenario", &rmds::GroupOptions::default())
             .await?;
+        // Messages with a short TTL may have expired on the way: the sender says which.
+        let mut expired_before = std::collections::BTreeSet::new();
+        if self.short_ttl {
+            for (sender, sent) in &self.sent {
+                if sender != reader {
+                    for (_, id) in sent {
+                        if self.expired_for(sender, id, reader).await {
+                            expired_before.insert(id.clone());
+                        }
+                    }
+                }
+            }
+        }
         let expected: usize = self
             .sent
             .iter()
             .filter(|(s, _)| s.as_str() != reader)
-            .map(|(_, v)| v.len())
+            .map(|(_, v)| {
+                v.iter()
+                    .filter(|(_, id)| !expired_before.contains(id))
+                    .count()
+            })
             .sum();
         let got = drain(
             &c,
@@ -348,7 +371,10 @@ impl Ctx {
             if sender == reader {
                 continue;
             }
-            let received = got.numbers_from(&sender);
+            let mut received = got.numbers_from(&sender);
+            if self.faulty {
+                sabotage(&mut received);
+            }
             // Expired messages are not expected.
             let mut expect = Vec::with_capacity(sent.len());
             let have: std::collections::BTreeSet<u64> = received.iter().copied().collect();
@@ -406,6 +432,20 @@ impl Ctx {
             recoveries: self.recoveries,
             peak_backlog: self.peak.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// What a broken application would do: lose the first message, process the second
+/// twice, and handle the last two in the wrong order.
+fn sabotage(received: &mut Vec<u64>) {
+    if received.len() >= 2 {
+        let second = received[1];
+        received.remove(0);
+        received.insert(1, second);
+    }
+    let n = received.len();
+    if n >= 4 {
+        received.swap(n - 1, n - 2);
     }
 }
 

@@ -34,6 +34,10 @@ enum Cmd {
         /// Writes the report here: `.json` for JSON, anything else for Markdown.
         #[arg(long)]
         report: Option<std::path::PathBuf>,
+        /// Self-test of the checker: the recorder loses, repeats and swaps messages on
+        /// purpose, so every scenario must fail and name them.
+        #[arg(long)]
+        faulty_consumer: bool,
     },
 }
 
@@ -56,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
             name,
             backend,
             report: path,
+            faulty_consumer,
         } => {
             let names: Vec<&str> = if name == "all" {
                 CATALOGUE
@@ -75,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
             let mut outcomes = Vec::new();
             for n in names {
                 eprintln!("running {n} ({backend:?})...");
-                let o = catalogue::run(n, backend).await;
+                let o = catalogue::run(n, backend, faulty_consumer).await;
                 eprintln!(
                     "  {} in {:.1}s",
                     if o.passed { "passed" } else { "FAILED" },
