@@ -2,6 +2,8 @@
 # (scripts/build-images.sh assembles rootfs/); no base image is pulled.
 FROM scratch
 COPY rootfs/ /
+# COPY gives root ownership: the data directory is handed to the agent's user.
+COPY --chown=65534:65534 data/ /data/
 USER 65534:65534
 ENV RMDS_CONFIG=/etc/rmds/agent.toml
 VOLUME ["/data"]

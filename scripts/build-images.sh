@@ -17,6 +17,7 @@ mkdir -p "$out/agent/rootfs" "$out/nats/rootfs"
 with_libs() {
   local bin=$1 root=$2 dest=$3
   install -D -m 0755 "$bin" "$root$dest"
+  if command -v strip >/dev/null; then strip "$root$dest"; fi
   ldd "$bin" | grep -o '/[^ ]*' | while read -r lib; do
     install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
   done
@@ -24,8 +25,8 @@ with_libs() {
 
 with_libs target/release/rmds-agent "$out/agent/rootfs" /usr/local/bin/rmds-agent
 install -D -m 0644 docker/agent.toml "$out/agent/rootfs/etc/rmds/agent.toml"
-mkdir -p "$out/agent/rootfs/data" "$out/agent/rootfs/tmp"
-chown 65534:65534 "$out/agent/rootfs/data"
+mkdir -p "$out/agent/data" "$out/agent/rootfs/tmp"
+echo "rmds-agent data directory" > "$out/agent/data/README"
 chmod 1777 "$out/agent/rootfs/tmp"
 printf 'hosts: files dns\n' > "$out/agent/rootfs/etc/nsswitch.conf"
 cp docker/agent.Dockerfile "$out/agent/Dockerfile"

@@ -229,7 +229,9 @@ impl Ctx {
         let sampler = tokio::spawn(async move {
             loop {
                 for c in &clients {
-                    if let Ok(s) = c.stats().await {
+                    // A frozen agent must not stall the sampling of the others.
+                    let r = tokio::time::timeout(Duration::from_millis(500), c.stats()).await;
+                    if let Ok(Ok(s)) = r {
                         let pending = s["pending_messages"].as_u64().unwrap_or(0);
                         p.fetch_max(pending, Ordering::Relaxed);
                     }
