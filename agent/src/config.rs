@@ -217,6 +217,9 @@ pub struct GroupsConfig {
     /// (0s: never).
     #[serde(with = "humantime_serde")]
     pub idle_ttl: Duration,
+    /// Send consumption receipts: a group's first ack of a message is reported to its
+    /// sender, whose message status then reads `consumed`.
+    pub receipts: bool,
 }
 
 /// SQLite durability setting.
@@ -337,6 +340,7 @@ impl Default for GroupsConfig {
             max_batch: 1000,
             max_deliveries: 0,
             idle_ttl: Duration::ZERO,
+            receipts: true,
         }
     }
 }

@@ -791,7 +791,7 @@ impl Groups {
                 if !offsets.is_empty() {
                     let ranges: Vec<(u64, u64)> = offsets.iter().map(|&o| (o, o)).collect();
                     // An ack is a consumption: the sender's receipt says so.
-                    let consumed = if how == Settle::Ack {
+                    let consumed = if how == Settle::Ack && self.config.receipts {
                         offsets.clone()
                     } else {
                         Vec::new()

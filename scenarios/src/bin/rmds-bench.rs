@@ -40,6 +40,9 @@ struct Args {
     /// Long-poll wake-up latency samples (0 skips the phase).
     #[arg(long, default_value_t = 100)]
     latency_samples: usize,
+    /// Consumption receipts (groups.receipts) on both agents.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    receipts: bool,
     /// SQLite synchronous mode for both agents: full or normal.
     #[arg(long, default_value = "full")]
     synchronous: String,
@@ -159,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut net = TestNet::builder()
         .set("store", "synchronous", args.synchronous.as_str())
+        .set("groups", "receipts", args.receipts)
         .set("delivery", "max_messages_per_receiver", 1_000_000)
         .set("discovery", "keepalive_interval", "1s")
         .set("discovery", "node_offline_timeout", "5s")
@@ -172,8 +176,8 @@ async fn main() -> anyhow::Result<()> {
     let alice = net.client("alice");
     let bob = net.client("bob");
     println!(
-        "rmds-bench: {} messages of {} B, {} HTTP publishers, synchronous={}, 2 agents + nats-server on 127.0.0.1",
-        args.messages, args.size, args.publishers, args.synchronous
+        "rmds-bench: {} messages of {} B, {} HTTP publishers, synchronous={}, receipts={}, 2 agents + nats-server on 127.0.0.1",
+        args.messages, args.size, args.publishers, args.synchronous, args.receipts
     );
 
     // Phase 1: end-to-end throughput, one HTTP request per message, then batched.
