@@ -130,3 +130,46 @@ async fn given_a_message_then_its_receipt_moves_from_queued_to_delivered_to_cons
     assert_eq!(receiver(&st, "bob")["consumed_at"], first, "{st}");
     net.assert_healthy().unwrap();
 }
+
+#[tokio::test]
+async fn given_receipts_switched_off_then_status_stays_delivered_after_the_ack() {
+    let mut net = TestNet::builder()
+        .binary(bin())
+        .set("groups", "receipts", false)
+        .agent("alice", &["chat:writer"])
+        .agent("bob", &["chat:rw"])
+        .start()
+        .await
+        .unwrap();
+    net.wait_discovered("alice", "chat", &["bob"])
+        .await
+        .unwrap();
+    let alice = net.client("alice");
+    let id = alice
+        .publish_json("chat", &json!({"n": 1}))
+        .await
+        .unwrap()
+        .id;
+    let bob = net.client("bob");
+    let got = eventually(Duration::from_secs(10), "the message at bob", || {
+        let b = bob.clone();
+        async move {
+            let m = b
+                .pull("chat", "default", 10, Duration::from_secs(1))
+                .await
+                .ok()?;
+            (!m.is_empty()).then_some(m)
+        }
+    })
+    .await
+    .unwrap();
+    bob.ack("chat", "default", &[got[0].id.clone()])
+        .await
+        .unwrap();
+    wait_state(&alice, &id, "bob", "delivered").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st = alice.status(&id).await.unwrap();
+    assert_eq!(receiver(&st, "bob")["state"], "delivered", "{st}");
+    assert!(receiver(&st, "bob")["consumed_at"].is_null(), "{st}");
+    net.assert_healthy().unwrap();
+}
