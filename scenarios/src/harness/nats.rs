@@ -12,6 +12,7 @@ pub struct NatsServer {
     port: u16,
     cluster_port: Option<u16>,
     routes: Vec<u16>,
+    jetstream: Option<PathBuf>,
     name: String,
     log: PathBuf,
     child: Option<Child>,
@@ -28,6 +29,7 @@ impl NatsServer {
             port: free_port(),
             cluster_port: None,
             routes: Vec::new(),
+            jetstream: None,
             name: name.into(),
             log: dir.join(format!("{name}.log")),
             child: None,
@@ -38,6 +40,12 @@ impl NatsServer {
     pub fn clustered(mut self, cluster_port: u16, routes: Vec<u16>) -> NatsServer {
         self.cluster_port = Some(cluster_port);
         self.routes = routes;
+        self
+    }
+
+    /// Enables JetStream with its store in `dir` (for comparison benchmarks).
+    pub fn jetstream(mut self, dir: PathBuf) -> NatsServer {
+        self.jetstream = Some(dir);
         self
     }
 
@@ -74,6 +82,9 @@ impl NatsServer {
             "-n",
             &self.name,
         ]);
+        if let Some(dir) = &self.jetstream {
+            cmd.arg("-js").arg("-sd").arg(dir);
+        }
         if let Some(cp) = self.cluster_port {
             cmd.args([
                 "--cluster_name",
