@@ -383,8 +383,15 @@ impl DeliveryTask {
             .writer
             .run(move |c| {
                 let now = now_ms();
+                let t = std::time::Instant::now();
                 let out = store::outbox::sweep(c, now, retention, 10_000)?;
+                let outbox = t.elapsed();
                 store::groups::sweep_log(c, now, retention, 10_000)?;
+                let total = t.elapsed();
+                if total > std::time::Duration::from_millis(50) {
+                    // The sweep holds the writer: long ones delay publishes and ACKs.
+                    tracing::warn!(?outbox, ?total, "slow expiry/retention sweep");
+                }
                 Ok(out)
             })
             .await;

@@ -156,6 +156,11 @@ CREATE TABLE group_dead (
 ) WITHOUT ROWID;
 CREATE INDEX group_dead_by_id ON group_dead(message_id);
 CREATE INDEX dead_letters_by_message ON dead_letters(message_id);
+-- The retention sweep finds finished deliveries, old messages and expired log entries
+-- by index instead of scanning.
+CREATE INDEX deliveries_done ON deliveries(done_at) WHERE state >= 2;
+CREATE INDEX messages_by_created ON messages(created_at);
+CREATE INDEX channel_log_by_expiry ON channel_log(expires_at);
 -- Receipts: when a message was first consumed (acknowledged by a group) at a receiver.
 ALTER TABLE channel_log ADD COLUMN consumed_at INTEGER;
 ALTER TABLE deliveries ADD COLUMN consumed_at INTEGER;

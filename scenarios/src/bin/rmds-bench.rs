@@ -163,6 +163,8 @@ async fn main() -> anyhow::Result<()> {
     let mut net = TestNet::builder()
         .set("store", "synchronous", args.synchronous.as_str())
         .set("groups", "receipts", args.receipts)
+        // Production sweep period (the test harness sweeps every 300 ms).
+        .set("delivery", "sweep_interval", "5s")
         .set("delivery", "max_messages_per_receiver", 1_000_000)
         .set("discovery", "keepalive_interval", "1s")
         .set("discovery", "node_offline_timeout", "5s")
