@@ -1,6 +1,6 @@
 //! The local API end to end: memberships, batch publish, leases, views, CLI.
 
-use rmds_scenarios::harness::{drain, eventually, TestNet};
+use rmds_scenarios::harness::{drain, eventually, pull_some, wait_pending, TestNet};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -157,15 +157,9 @@ async fn given_pulled_messages_then_unacked_ones_return_after_ack_wait_nacked_on
             .unwrap();
     }
     // All three in bob's log before the first pull: every pull counts a delivery.
-    eventually(Duration::from_secs(10), "three entries at bob", || {
-        let b = bob.clone();
-        async move {
-            let g = b.group("chat", "g").await.ok()?;
-            (g["pending"] == 3).then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    wait_pending(&bob, "chat", "g", 3, Duration::from_secs(10))
+        .await
+        .unwrap();
     let first = bob
         .pull("chat", "g", 10, Duration::from_secs(1))
         .await
@@ -429,15 +423,9 @@ async fn given_a_leased_message_when_the_agent_restarts_then_acking_it_by_id_sti
     bob.create_group("chat", "g", &rmds::GroupOptions::default())
         .await
         .unwrap();
-    let got = eventually(Duration::from_secs(10), "the message at bob", || {
-        let b = bob.clone();
-        async move {
-            let m = b.pull("chat", "g", 10, Duration::from_secs(1)).await.ok()?;
-            (m.len() == 1).then_some(m)
-        }
-    })
-    .await
-    .unwrap();
+    let got = pull_some(&bob, "chat", "g", 1, Duration::from_secs(10))
+        .await
+        .unwrap();
     net.node("bob").stop().await.unwrap();
     net.node("bob").start().await.unwrap();
     let bob = net.client("bob");

@@ -3,7 +3,7 @@
 //! idle TTL, strict order with max_in_flight = 1, and the errors of the group API.
 
 use rmds::{GroupOptions, GroupStart};
-use rmds_scenarios::harness::{drain, eventually, TestNet};
+use rmds_scenarios::harness::{drain, eventually, wait_pending, TestNet};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -118,15 +118,9 @@ async fn given_max_deliveries_when_a_message_is_never_acked_then_it_is_dead_lett
     bob.create_group("chat", "g", &opts).await.unwrap();
     publish_n(&net, 1..=2).await;
     // Both in bob's log before the first pull: every pull counts a delivery.
-    eventually(Duration::from_secs(10), "two entries at bob", || {
-        let b = bob.clone();
-        async move {
-            let g = b.group("chat", "g").await.ok()?;
-            (g["pending"] == 2).then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    wait_pending(&bob, "chat", "g", 2, Duration::from_secs(10))
+        .await
+        .unwrap();
     let first = bob
         .pull("chat", "g", 10, Duration::from_secs(1))
         .await

@@ -298,7 +298,9 @@ async fn given_a_receiver_that_never_acks_one_message_then_it_is_dead_lettered_a
     assert_eq!(list[0]["id"], ids[1].as_str());
     assert_eq!(list[0]["receiver"], "ghost");
     assert_eq!(list[0]["attempts"], 3);
-    assert_eq!(list[0]["history"].as_array().unwrap().len(), 3, "{dead}");
+    // Every send is in the history: at least one per counted attempt (a resend after
+    // a reconnect or a liveness change adds one without counting as an attempt).
+    assert!(list[0]["history"].as_array().unwrap().len() >= 3, "{dead}");
     let one = c
         .get_json(&format!("/v1/dead-letters/{}", ids[1]))
         .await

@@ -2,7 +2,7 @@
 //! delivered to consumed (first group ack at the receiver), per receiver, with
 //! timestamps; a receipt made while NATS is down arrives when it returns.
 
-use rmds_scenarios::harness::{eventually, TestNet};
+use rmds_scenarios::harness::{eventually, pull_some, TestNet};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -72,18 +72,9 @@ async fn given_a_message_then_its_receipt_moves_from_queued_to_delivered_to_cons
     assert!(receiver(&st, "bob")["consumed_at"].is_null(), "{st}");
     // Bob's application acknowledges it: consumed, at bob only.
     let bob = net.client("bob");
-    let got = eventually(Duration::from_secs(10), "the message at bob", || {
-        let b = bob.clone();
-        async move {
-            let m = b
-                .pull("chat", "default", 10, Duration::from_secs(1))
-                .await
-                .ok()?;
-            (!m.is_empty()).then_some(m)
-        }
-    })
-    .await
-    .unwrap();
+    let got = pull_some(&bob, "chat", "default", 1, Duration::from_secs(10))
+        .await
+        .unwrap();
     bob.ack("chat", "default", &[got[0].id.clone()])
         .await
         .unwrap();
@@ -92,18 +83,9 @@ async fn given_a_message_then_its_receipt_moves_from_queued_to_delivered_to_cons
     assert_eq!(receiver(&st, "lisa")["state"], "delivered", "{st}");
     // A receipt made while NATS is down arrives once it is back.
     let lisa = net.client("lisa");
-    let m = eventually(Duration::from_secs(10), "the message at lisa", || {
-        let l = lisa.clone();
-        async move {
-            let m = l
-                .pull("chat", "default", 10, Duration::from_secs(1))
-                .await
-                .ok()?;
-            (!m.is_empty()).then_some(m)
-        }
-    })
-    .await
-    .unwrap();
+    let m = pull_some(&lisa, "chat", "default", 1, Duration::from_secs(10))
+        .await
+        .unwrap();
     net.stop_nats().await.unwrap();
     lisa.ack("chat", "default", &[m[0].id.clone()])
         .await
@@ -151,18 +133,9 @@ async fn given_receipts_switched_off_then_status_stays_delivered_after_the_ack()
         .unwrap()
         .id;
     let bob = net.client("bob");
-    let got = eventually(Duration::from_secs(10), "the message at bob", || {
-        let b = bob.clone();
-        async move {
-            let m = b
-                .pull("chat", "default", 10, Duration::from_secs(1))
-                .await
-                .ok()?;
-            (!m.is_empty()).then_some(m)
-        }
-    })
-    .await
-    .unwrap();
+    let got = pull_some(&bob, "chat", "default", 1, Duration::from_secs(10))
+        .await
+        .unwrap();
     bob.ack("chat", "default", &[got[0].id.clone()])
         .await
         .unwrap();

@@ -4,7 +4,7 @@
 //! and the tap's history and live events without touching any group.
 
 use futures::{SinkExt, StreamExt};
-use rmds_scenarios::harness::{eventually, TestNet};
+use rmds_scenarios::harness::{eventually, wait_pending, TestNet};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -281,15 +281,9 @@ async fn given_a_tap_then_it_sees_history_and_live_events_without_moving_any_gro
         .await
         .unwrap();
     publish_n(&net, 1..=5).await;
-    eventually(Duration::from_secs(10), "five entries at bob", || {
-        let b = bob.clone();
-        async move {
-            let g = b.group("chat", "g").await.ok()?;
-            (g["pending"] == 5).then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    wait_pending(&bob, "chat", "g", 5, Duration::from_secs(10))
+        .await
+        .unwrap();
     let mut tap = connect(&net, "bob", "/v1/ws/tap?channel=chat&last_n=3").await;
     let hello = next(&mut tap, Duration::from_secs(5)).await.unwrap();
     assert_eq!(hello["type"], "tap");

@@ -21,7 +21,7 @@ mod net;
 mod proxy;
 
 pub use agent::{AgentProc, AgentSpec};
-pub use consumer::{drain, Received};
+pub use consumer::{drain, pull_some, wait_pending, Received};
 pub use nats::NatsServer;
 pub use net::{TestNet, TestNetBuilder};
 pub use proxy::Proxy;
@@ -52,6 +52,38 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until the agent behind `client` (named `node` in errors) knows each of
+/// `readers` as an online reader of `channel`.
+pub async fn wait_readers(
+    client: &rmds::Client,
+    node: &str,
+    channel: &str,
+    readers: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let path = format!("/v1/channels/{channel}/subscribers");
+    eventually(
+        timeout,
+        &format!("{node} to discover readers {readers:?} of {channel}"),
+        || {
+            let (c, path) = (client.clone(), path.clone());
+            async move {
+                let v = c.get_json(&path).await.ok()?;
+                let subs = v["subscribers"].as_array()?;
+                readers
+                    .iter()
+                    .all(|w| {
+                        subs.iter().any(|s| {
+                            s["node"] == *w && s["online"] == true && s["role"] != "writer"
+                        })
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await
 }
 
 /// Sends a signal to a process id.

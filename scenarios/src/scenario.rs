@@ -134,29 +134,7 @@ impl Cluster {
         readers: &[&str],
     ) -> anyhow::Result<()> {
         let c = self.client(node);
-        let want: Vec<String> = readers.iter().map(|s| s.to_string()).collect();
-        let ch = channel.to_string();
-        eventually(
-            Duration::from_secs(60),
-            &format!("{node} to discover {want:?} on {channel}"),
-            || {
-                let (c, want, ch) = (c.clone(), want.clone(), ch.clone());
-                async move {
-                    let v = c
-                        .get_json(&format!("/v1/channels/{ch}/subscribers"))
-                        .await
-                        .ok()?;
-                    let subs = v["subscribers"].as_array()?;
-                    want.iter()
-                        .all(|w| {
-                            subs.iter()
-                                .any(|s| s["node"] == w.as_str() && s["online"] == true)
-                        })
-                        .then_some(())
-                }
-            },
-        )
-        .await
+        crate::harness::wait_readers(&c, node, channel, readers, Duration::from_secs(60)).await
     }
 
     /// Panics or unexpected exits of agents (processes backend).

@@ -95,3 +95,52 @@ pub async fn drain(
     }
     Ok(got)
 }
+
+/// Pulls from `group` until one pull returns at least `at_least` messages (leased, not
+/// acknowledged), or fails after `timeout`.
+pub async fn pull_some(
+    client: &Client,
+    channel: &str,
+    group: &str,
+    at_least: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<rmds::Message>> {
+    super::eventually(
+        timeout,
+        &format!("{at_least} message(s) in {group} of {channel}"),
+        || {
+            let c = client.clone();
+            async move {
+                let m = c
+                    .pull(channel, group, 100, Duration::from_secs(1))
+                    .await
+                    .ok()?;
+                (m.len() >= at_least).then_some(m)
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until `group` of `channel` has exactly `pending` unacknowledged log entries
+/// (so that everything is in the local log before the first pull).
+pub async fn wait_pending(
+    client: &Client,
+    channel: &str,
+    group: &str,
+    pending: u64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    super::eventually(
+        timeout,
+        &format!("{pending} entries pending in {group} of {channel}"),
+        || {
+            let c = client.clone();
+            async move {
+                let g = c.group(channel, group).await.ok()?;
+                (g["pending"].as_u64()? == pending).then_some(())
+            }
+        },
+    )
+    .await
+}

@@ -131,30 +131,12 @@ impl TestNet {
         channel: &str,
         readers: &[&str],
     ) -> anyhow::Result<()> {
-        let c = self.client(node);
-        let want: Vec<String> = readers.iter().map(|s| s.to_string()).collect();
-        let ch = channel.to_string();
-        eventually(
+        super::wait_readers(
+            &self.client(node),
+            node,
+            channel,
+            readers,
             Duration::from_secs(20),
-            &format!("{node} to discover readers {want:?} of {channel}"),
-            || {
-                let c = c.clone();
-                let want = want.clone();
-                let ch = ch.clone();
-                async move {
-                    let v = c
-                        .get_json(&format!("/v1/channels/{ch}/subscribers"))
-                        .await
-                        .ok()?;
-                    let subs = v["subscribers"].as_array()?;
-                    let ok = want.iter().all(|w| {
-                        subs.iter().any(|s| {
-                            s["node"] == w.as_str() && s["online"] == true && s["role"] != "writer"
-                        })
-                    });
-                    ok.then_some(())
-                }
-            },
         )
         .await
     }
