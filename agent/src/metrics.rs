@@ -79,6 +79,7 @@ metrics! {
         circuit_closed: "Times a receiver's circuit breaker closed again after probing",
         sent_nacks: "Negative acknowledgements sent (this node could not store what it received)",
         received_nacks: "Negative acknowledgements received from receivers",
+        refused_rounds: "Rounds a receiver refused (could not store); the stream waits, no attempt is spent",
     }
     gauges {
         pending_messages: "Deliveries not yet acknowledged (all receivers)",
@@ -154,6 +155,7 @@ impl Metrics {
             "circuit_closed": self.circuit_closed.get(),
             "sent_nacks": self.sent_nacks.get(),
             "received_nacks": self.received_nacks.get(),
+            "refused_rounds": self.refused_rounds.get(),
         });
         if let (Some(a), serde_json::Value::Object(b)) = (v.as_object_mut(), more) {
             a.extend(b);

@@ -245,10 +245,11 @@ impl StreamTask {
             }
             StreamCmd::Refused(acked) => {
                 self.apply(window, StreamCmd::Ack(acked));
+                // The receiver is there but cannot store: wait as for an offline
+                // receiver. Never a failed attempt, never a dead letter.
                 let now = Instant::now();
-                // With a breaker, refusals wait like an offline receiver and never
-                // dead-letter; without one they count as failed rounds.
-                window.on_refused(now, self.breaker.is_none());
+                window.on_refused(now);
+                self.shared.metrics.refused_rounds.inc();
                 if let Some(b) = self.breaker.as_mut() {
                     let t = b.failure(now);
                     self.breaker_event(t);

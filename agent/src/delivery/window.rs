@@ -7,6 +7,16 @@
 //! again from the first unacknowledged sequence. Rounds only time out while sending is
 //! possible (NATS up, receiver online); after `max_attempts` failed rounds the head is
 //! dead-lettered and the stream moves on.
+//!
+//! Two rules keep a crash or a full disk from turning into dead letters:
+//! - A window built at start treats every sequence already assigned as possibly sent
+//!   in an earlier life of the process: the receiver may have committed and
+//!   acknowledged more than the sender's stored ACK says, and that ACK must move the
+//!   stream, not be refused as "never sent".
+//! - A refusal (the receiver could not store) is never a failed attempt. The stream
+//!   holds with its own backoff, and until an ACK shows progress again, rounds that
+//!   time out are not counted either: the receiver is there but cannot take more, as
+//!   if it were offline.
 
 use std::time::{Duration, Instant};
 
@@ -86,23 +96,29 @@ pub struct Window {
     deadline: Option<Instant>,
     /// Nothing is sent before this (after a refusal).
     hold: Option<Instant>,
+    /// Refusals since the last progress; nonzero means the receiver cannot store and
+    /// rounds do not count towards `max_attempts`.
+    refusals: u32,
     /// A smaller window for now (a circuit breaker's probe).
     cap: Option<u64>,
 }
 
 impl Window {
-    /// A window over a stream whose receiver acknowledged `acked` and whose highest
-    /// assigned sequence is `last_seq`.
+    /// A window over a stream whose receiver acknowledged `acked` (as far as the
+    /// store knows) and whose highest assigned sequence is `last_seq`. Anything up to
+    /// `last_seq` may have been sent before a restart, so ACKs up to it are valid.
     pub fn new(cfg: WindowConfig, acked: u64, last_seq: u64) -> Window {
+        let last_seq = last_seq.max(acked);
         Window {
             cfg,
             acked,
-            last_seq: last_seq.max(acked),
+            last_seq,
             sent_upto: acked,
-            high_sent: acked,
+            high_sent: last_seq,
             failed: 0,
             deadline: None,
             hold: None,
+            refusals: 0,
             cap: None,
         }
     }
@@ -123,19 +139,22 @@ impl Window {
     }
 
     /// The receiver refused the round (it could not store it): resend from the
-    /// first unacknowledged sequence after the backoff. With `count`, the refusal
-    /// counts as a failed round towards `max_attempts`.
-    pub fn on_refused(&mut self, now: Instant, count: bool) {
+    /// first unacknowledged sequence after a backoff that grows with each refusal.
+    /// A refusal never counts towards `max_attempts`.
+    pub fn on_refused(&mut self, now: Instant) {
         if self.sent_upto == self.acked && self.hold.is_some_and(|h| now < h) {
             // Another refusal of the same round (several batches were in flight).
             return;
         }
-        if count {
-            self.failed += 1;
-        }
+        self.refusals = self.refusals.saturating_add(1);
         self.restart();
-        let wait = self.cfg.backoff(self.failed.max(1));
-        self.hold = Some(now + wait);
+        let wait = self.cfg.backoff(self.refusals);
+        self.hold = Some(now.checked_add(wait).unwrap_or(now));
+    }
+
+    /// Whether the receiver refused since the last progress.
+    pub fn refusing(&self) -> bool {
+        self.refusals > 0
     }
 
     /// Highest cumulative ACK.
@@ -169,7 +188,11 @@ impl Window {
         self.sent_upto = self.sent_upto.max(to);
         self.high_sent = self.high_sent.max(to);
         if self.deadline.is_none() && self.sent_upto > self.acked {
-            self.deadline = Some(now + self.cfg.ack_timeout + self.cfg.backoff(self.failed));
+            let wait = self
+                .cfg
+                .ack_timeout
+                .saturating_add(self.cfg.backoff(self.failed));
+            self.deadline = Some(now.checked_add(wait).unwrap_or(now));
         }
     }
 
@@ -185,7 +208,9 @@ impl Window {
         self.acked = seq;
         self.sent_upto = self.sent_upto.max(seq);
         self.failed = 0;
-        self.deadline = (self.sent_upto > self.acked).then(|| now + self.cfg.ack_timeout);
+        self.refusals = 0;
+        self.deadline = (self.sent_upto > self.acked)
+            .then(|| now.checked_add(self.cfg.ack_timeout).unwrap_or(now));
         AckOutcome::Advanced { from, to: seq }
     }
 
@@ -219,12 +244,21 @@ impl Window {
             && self.sent_upto == self.acked
             && self.last_seq > self.acked
         {
-            // Refusals used up the attempts: the head goes to the dead-letter store.
+            // A dead-letter action that was not carried out (the store refused): again.
             let attempts = self.failed;
             return Some(Action::DeadLetter { attempts });
         }
         if let Some(d) = self.deadline {
             if now >= d && self.sent_upto > self.acked {
+                if self.refusals > 0 {
+                    // A refusing receiver: wait as for an offline one, count nothing.
+                    self.restart();
+                    self.hold = Some(
+                        now.checked_add(self.cfg.backoff(self.refusals))
+                            .unwrap_or(now),
+                    );
+                    return None;
+                }
                 self.failed += 1;
                 if self.failed >= self.cfg.max_attempts {
                     let attempts = self.failed;
@@ -237,7 +271,7 @@ impl Window {
             }
         }
         let window = self.cap.map_or(self.cfg.window, |c| c.min(self.cfg.window));
-        let limit = self.last_seq.min(self.acked + window);
+        let limit = self.last_seq.min(self.acked.saturating_add(window));
         if self.sent_upto < limit {
             let from = self.sent_upto + 1;
             return Some(Action::Send {
@@ -254,6 +288,13 @@ impl Window {
 mod tests {
     use super::*;
 
+    /// A window of this process's life with `n` sequences assigned, none sent yet.
+    fn fresh(n: u64) -> Window {
+        let mut w = Window::new(cfg(), 0, 0);
+        w.on_new(n);
+        w
+    }
+
     fn cfg() -> WindowConfig {
         WindowConfig {
             window: 4,
@@ -266,14 +307,16 @@ mod tests {
     }
 
     #[test]
-    fn given_refusals_then_resends_after_backoff_and_dead_letters_when_counted_out() {
+    fn given_refusals_then_resends_after_a_growing_backoff_and_never_dead_letters() {
         let t = Instant::now();
-        let mut w = Window::new(cfg(), 0, 2);
+        let mut w = fresh(2);
         assert!(w.poll(t, true).is_some());
         w.on_sent(2, t);
-        w.on_refused(t, true);
+        w.on_refused(t);
+        assert!(w.refusing());
         assert_eq!(w.poll(t, true), None, "held during the backoff");
         let later = w.held_until().unwrap();
+        assert_eq!(later, t + Duration::from_secs(1));
         assert_eq!(
             w.poll(later, true),
             Some(Action::Send {
@@ -283,31 +326,80 @@ mod tests {
             })
         );
         w.on_sent(2, later);
-        w.on_refused(later, true);
+        w.on_refused(later);
         // A second refusal of the same round (another batch of it) does not count.
-        w.on_refused(later, true);
-        assert_eq!(w.failed_rounds(), 2);
-        let t2 = w.held_until().unwrap();
-        assert!(matches!(w.poll(t2, true), Some(Action::Send { .. })));
-        w.on_sent(2, t2);
-        w.on_refused(t2, true);
-        let after = w.held_until().unwrap();
-        assert_eq!(
-            w.poll(after, true),
-            Some(Action::DeadLetter { attempts: 3 })
-        );
-        // Uncounted refusals (a circuit breaker governs) never dead-letter.
-        let mut w = Window::new(cfg(), 0, 1);
-        for _ in 0..10 {
-            w.on_refused(t, false);
+        w.on_refused(later);
+        assert_eq!(w.held_until(), Some(later + Duration::from_secs(2)));
+        let mut now = w.held_until().unwrap();
+        for _ in 0..50 {
+            match w.poll(now, true) {
+                Some(Action::Send { to, .. }) => {
+                    w.on_sent(to, now);
+                    w.on_refused(now);
+                }
+                other => assert_eq!(other, None, "a refusal must never dead-letter"),
+            }
+            now = w.held_until().unwrap_or(now + Duration::from_secs(1));
         }
-        assert!(matches!(
-            w.poll(w.held_until().unwrap(), true),
-            Some(Action::Send { .. })
-        ));
-        // A cap of one sends one message at a time.
-        w.set_cap(Some(1));
-        let mut w2 = Window::new(cfg(), 0, 3);
+        assert_eq!(w.failed_rounds(), 0);
+        assert_eq!(w.held_until().map(|h| h - now), Some(Duration::ZERO));
+        // Progress ends the refusal mode.
+        assert!(matches!(w.poll(now, true), Some(Action::Send { .. })));
+        w.on_sent(2, now);
+        assert_eq!(w.on_ack(1, now), AckOutcome::Advanced { from: 1, to: 1 });
+        assert!(!w.refusing());
+    }
+
+    #[test]
+    fn given_a_refusing_receiver_when_rounds_time_out_then_no_attempt_is_counted() {
+        let t = Instant::now();
+        let mut w = fresh(1);
+        w.poll(t, true);
+        w.on_sent(1, t);
+        w.on_refused(t);
+        let mut now = w.held_until().unwrap();
+        for _ in 0..20 {
+            if let Some(Action::Send { to, .. }) = w.poll(now, true) {
+                w.on_sent(to, now);
+            }
+            // No answer at all this round: it times out.
+            now += Duration::from_secs(60);
+        }
+        assert_eq!(w.failed_rounds(), 0);
+    }
+
+    #[test]
+    fn given_a_restarted_sender_when_the_receiver_acks_more_than_the_stored_ack_then_the_stream_moves(
+    ) {
+        let t = Instant::now();
+        // Stored ACK 10, sequences up to 500 assigned before the crash; the receiver
+        // had committed 300 of them.
+        let mut w = Window::new(cfg(), 10, 500);
+        assert_eq!(
+            w.poll(t, true),
+            Some(Action::Send {
+                from: 11,
+                to: 14,
+                resend: true
+            })
+        );
+        w.on_sent(14, t);
+        assert_eq!(w.on_ack(300, t), AckOutcome::Advanced { from: 11, to: 300 });
+        assert_eq!(w.on_ack(501, t), AckOutcome::Invalid);
+        assert_eq!(
+            w.poll(t, true),
+            Some(Action::Send {
+                from: 301,
+                to: 304,
+                resend: true
+            })
+        );
+    }
+
+    #[test]
+    fn given_a_cap_then_one_message_at_a_time() {
+        let t = Instant::now();
+        let mut w2 = fresh(3);
         w2.set_cap(Some(1));
         assert_eq!(
             w2.poll(t, true),
@@ -322,7 +414,7 @@ mod tests {
     #[test]
     fn given_backlog_when_polled_then_sends_at_most_window() {
         let t = Instant::now();
-        let mut w = Window::new(cfg(), 0, 10);
+        let mut w = fresh(10);
         assert_eq!(
             w.poll(t, true),
             Some(Action::Send {
@@ -347,7 +439,7 @@ mod tests {
     #[test]
     fn given_stale_duplicate_or_unsent_acks_then_nothing_moves() {
         let t = Instant::now();
-        let mut w = Window::new(cfg(), 0, 10);
+        let mut w = fresh(10);
         w.poll(t, true);
         w.on_sent(4, t);
         assert_eq!(w.on_ack(3, t), AckOutcome::Advanced { from: 1, to: 3 });
@@ -360,7 +452,7 @@ mod tests {
     #[test]
     fn given_no_ack_when_timeout_passes_then_go_back_n_with_backoff() {
         let t = Instant::now();
-        let mut w = Window::new(cfg(), 0, 2);
+        let mut w = fresh(2);
         w.poll(t, true);
         w.on_sent(2, t);
         assert_eq!(w.deadline(), Some(t + Duration::from_secs(10)));
@@ -384,7 +476,7 @@ mod tests {
     #[test]
     fn given_offline_receiver_when_time_passes_then_no_attempt_is_spent() {
         let t = Instant::now();
-        let mut w = Window::new(cfg(), 0, 1);
+        let mut w = fresh(1);
         w.poll(t, true);
         w.on_sent(1, t);
         for s in 1..100 {
@@ -407,7 +499,7 @@ mod tests {
     #[test]
     fn given_dead_receiver_when_max_attempts_fail_then_dead_letter_and_move_on() {
         let mut t = Instant::now();
-        let mut w = Window::new(cfg(), 0, 2);
+        let mut w = fresh(2);
         let mut rounds = 0;
         loop {
             match w.poll(t, true) {
@@ -440,7 +532,7 @@ mod tests {
     #[test]
     fn given_progress_when_ack_arrives_then_failures_reset() {
         let t = Instant::now();
-        let mut w = Window::new(cfg(), 0, 3);
+        let mut w = fresh(3);
         w.poll(t, true);
         w.on_sent(3, t);
         let t1 = t + Duration::from_secs(11);

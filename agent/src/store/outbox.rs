@@ -96,23 +96,25 @@ pub enum PublishOutcome {
     },
 }
 
-fn backlog(conn: &Connection, receiver: &str) -> Result<u64> {
+/// Undelivered messages of `channel` for `receiver`: the backlog a channel's limit and
+/// overflow policy apply to. Other channels' messages never count here.
+fn backlog(conn: &Connection, receiver: &str, channel: &str) -> Result<u64> {
     Ok(conn
-        .prepare_cached("SELECT pending FROM backlog WHERE receiver = ?")?
-        .query_row([receiver], |r| r.get::<_, i64>(0))
+        .prepare_cached("SELECT pending FROM backlog WHERE receiver = ? AND channel = ?")?
+        .query_row([receiver, channel], |r| r.get::<_, i64>(0))
         .optional()?
         .unwrap_or(0) as u64)
 }
 
-fn add_backlog(conn: &Connection, receiver: &str, delta: i64) -> Result<()> {
+fn add_backlog(conn: &Connection, receiver: &str, channel: &str, delta: i64) -> Result<()> {
     if delta == 0 {
         return Ok(());
     }
     conn.prepare_cached(
-        "INSERT INTO backlog(receiver, pending) VALUES (?1, MAX(?2, 0))
-         ON CONFLICT(receiver) DO UPDATE SET pending = MAX(pending + ?2, 0)",
+        "INSERT INTO backlog(receiver, channel, pending) VALUES (?1, ?2, MAX(?3, 0))
+         ON CONFLICT(receiver, channel) DO UPDATE SET pending = MAX(pending + ?3, 0)",
     )?
-    .execute(params![receiver, delta])?;
+    .execute(params![receiver, channel, delta])?;
     Ok(())
 }
 
@@ -134,32 +136,32 @@ fn enqueue(conn: &Connection, receiver: &str, channel: &str, id: &str, now: i64)
          VALUES (?, ?, ?, ?, 0, ?)",
     )?
     .execute(params![receiver, channel, seq, id, now])?;
-    add_backlog(conn, receiver, 1)?;
+    add_backlog(conn, receiver, channel, 1)?;
     Ok(seq as u64)
 }
 
-/// Drops the receiver's oldest undelivered message; returns (channel, seq) if any.
-fn drop_oldest(conn: &Connection, receiver: &str, now: i64) -> Result<Option<(String, u64)>> {
-    let row: Option<(String, i64)> = conn
+/// Drops the receiver's oldest undelivered message of `channel`; returns its sequence.
+fn drop_oldest(conn: &Connection, receiver: &str, channel: &str, now: i64) -> Result<Option<u64>> {
+    let seq: Option<i64> = conn
         .prepare_cached(
-            "SELECT channel, seq FROM deliveries WHERE receiver = ? AND state IN (0, 1)
-             ORDER BY queued_at, seq LIMIT 1",
+            "SELECT seq FROM deliveries WHERE receiver = ? AND channel = ? AND state IN (0, 1)
+             ORDER BY seq LIMIT 1",
         )?
-        .query_row([receiver], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([receiver, channel], |r| r.get(0))
         .optional()?;
-    let Some((channel, seq)) = row else {
+    let Some(seq) = seq else {
         return Ok(None);
     };
     finish(
         conn,
         receiver,
-        &channel,
+        channel,
         seq as u64,
         DeliveryState::Dropped,
-        "dropped: receiver backlog full (drop_oldest)",
+        "dropped: the receiver's backlog of this channel was full (drop_oldest)",
         now,
     )?;
-    Ok(Some((channel, seq as u64)))
+    Ok(Some(seq as u64))
 }
 
 /// Moves a pending delivery to a terminal state; false if it was not pending.
@@ -186,7 +188,7 @@ pub fn finish(
             seq as i64
         ])?;
     if n > 0 {
-        add_backlog(conn, receiver, -1)?;
+        add_backlog(conn, receiver, channel, -1)?;
     }
     Ok(n > 0)
 }
@@ -216,7 +218,7 @@ pub fn publish(
     }
     if overflow == Overflow::Reject {
         for r in receivers {
-            let pending = backlog(conn, r)?;
+            let pending = backlog(conn, r, &msg.channel)?;
             if pending >= limit {
                 return Ok(PublishOutcome::Rejected {
                     receiver: r.clone(),
@@ -244,9 +246,9 @@ pub fn publish(
     let mut routes = Vec::with_capacity(receivers.len());
     for r in receivers {
         if overflow == Overflow::DropOldest {
-            while backlog(conn, r)? >= limit {
-                match drop_oldest(conn, r, now)? {
-                    Some((ch, seq)) => dropped.push((r.clone(), ch, seq)),
+            while backlog(conn, r, &msg.channel)? >= limit {
+                match drop_oldest(conn, r, &msg.channel, now)? {
+                    Some(seq) => dropped.push((r.clone(), msg.channel.clone(), seq)),
                     None => break,
                 }
             }
@@ -325,7 +327,7 @@ pub fn ack(conn: &Connection, receiver: &str, channel: &str, upto: u64) -> Resul
              WHERE receiver = ? AND channel = ? AND seq > ? AND seq <= ? AND state IN (0, 1)",
         )?
         .execute(params![now_ms(), receiver, channel, acked, upto as i64])?;
-    add_backlog(conn, receiver, -(n as i64))?;
+    add_backlog(conn, receiver, channel, -(n as i64))?;
     conn.prepare_cached("UPDATE streams SET acked_seq = ? WHERE receiver = ? AND channel = ?")?
         .execute(params![upto as i64, receiver, channel])?;
     Ok(n as u64)
@@ -774,7 +776,9 @@ pub fn status(conn: &Connection, id: &str) -> Result<Option<MessageStatus>> {
 
 /// Total undelivered messages across receivers, and per receiver.
 pub fn backlogs(conn: &Connection) -> Result<Vec<(String, u64)>> {
-    let mut stmt = conn.prepare("SELECT receiver, pending FROM backlog WHERE pending > 0")?;
+    let mut stmt = conn.prepare(
+        "SELECT receiver, SUM(pending) FROM backlog WHERE pending > 0 GROUP BY receiver",
+    )?;
     let rows = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
         .collect::<std::result::Result<_, _>>()?;

@@ -186,6 +186,20 @@ CREATE TABLE channel_settings (
   policy TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 3: backlogs per (receiver, channel), so that a channel's limit and its drop_oldest
+    // policy never touch another channel's messages.
+    r#"
+DROP TABLE backlog;
+CREATE TABLE backlog (
+  receiver TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  pending INTEGER NOT NULL,
+  PRIMARY KEY (receiver, channel)
+) WITHOUT ROWID;
+INSERT INTO backlog(receiver, channel, pending)
+  SELECT receiver, channel, COUNT(*) FROM deliveries WHERE state IN (0, 1)
+  GROUP BY receiver, channel;
+"#,
 ];
 
 /// Pragmas for every connection.
