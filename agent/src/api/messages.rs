@@ -6,7 +6,7 @@ use crate::events::EventKind;
 use crate::groups::{Leased, Settle};
 use crate::names::{Channel, GroupName, NodeId, Role};
 use crate::store::{self, now_ms, NewMessage, PublishOutcome};
-use crate::wire::{ENTRY_OVERHEAD, FRAME_OVERHEAD};
+use crate::wire::FRAME_OVERHEAD;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -48,11 +48,17 @@ pub(super) fn check_writer(state: &AppState, channel: &Channel) -> Result<(), Ap
 }
 
 /// Largest payload a single message may carry on this cluster.
-fn max_message(state: &AppState, content_type: &str, headers: &str) -> usize {
+fn max_message(state: &AppState, content_type: &str, headers: &[(String, String)]) -> usize {
+    let framing = crate::wire::body_size_bound(
+        26,
+        content_type.len(),
+        headers.iter().map(|(k, v)| (k.len(), v.len())),
+        0,
+    );
     state
         .transport
         .max_payload()
-        .saturating_sub(FRAME_OVERHEAD + ENTRY_OVERHEAD + 26 + content_type.len() + headers.len())
+        .saturating_sub(FRAME_OVERHEAD + framing)
 }
 
 pub(super) struct Draft {
@@ -66,7 +72,7 @@ pub(super) struct Draft {
 /// Validates a draft and turns it into a message ready to store.
 fn prepare(state: &AppState, channel: &Channel, d: Draft) -> Result<NewMessage, ApiError> {
     let headers_json = serde_json::to_string(&d.headers).unwrap_or_else(|_| "[]".into());
-    let max = max_message(state, &d.content_type, &headers_json);
+    let max = max_message(state, &d.content_type, &d.headers);
     if d.payload.len() > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -105,7 +105,10 @@ impl Codec {
             }
             (None, false) => &frame[2..],
         };
-        rmp_serde::from_slice(body).map_err(|e| DecodeError::Body(e.to_string()))
+        let packet: Packet =
+            rmp_serde::from_slice(body).map_err(|e| DecodeError::Body(e.to_string()))?;
+        packet.check_sequences().map_err(DecodeError::Body)?;
+        Ok(packet)
     }
 }
 
@@ -194,6 +197,64 @@ mod tests {
         let i = tampered.len() - 40;
         tampered[i] ^= 1;
         assert_eq!(signed.decode(&tampered), Err(DecodeError::BadSignature));
+    }
+
+    #[test]
+    fn given_long_names_and_headers_when_encoded_then_the_size_bound_holds() {
+        let codec = Codec::new(Some("k"));
+        let name = "n".repeat(64);
+        for len in [0usize, 31, 32, 255, 256, 65_535, 65_536] {
+            let headers: Vec<(String, String)> = (0..20)
+                .map(|i| (format!("{i}{}", "h".repeat(len)), "v".repeat(len)))
+                .collect();
+            let body = MessageBody::new(
+                "01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+                i64::MIN,
+                u64::MAX,
+                "c".repeat(len),
+                headers,
+                &vec![7u8; len],
+                None,
+            );
+            let bound = crate::wire::FRAME_OVERHEAD + body.approx_size();
+            let p = Packet::Data(DataBatch {
+                sender: NodeId::new(name.clone()).unwrap(),
+                epoch: u64::MAX,
+                receiver: NodeId::new(name.clone()).unwrap(),
+                channel: Channel::new(name.clone()).unwrap(),
+                base: crate::wire::MAX_SEQ,
+                entries: vec![Entry {
+                    seq: crate::wire::MAX_SEQ,
+                    body: Some(body),
+                }],
+            });
+            let frame = codec.encode(&p);
+            assert!(frame.len() <= bound, "{len}: {} > {bound}", frame.len());
+        }
+    }
+
+    #[test]
+    fn given_sequences_above_the_maximum_when_decoding_then_refused() {
+        let codec = Codec::new(None);
+        for (base, seq) in [
+            (0, 1),
+            (u64::MAX, 1),
+            (1, u64::MAX),
+            (1, crate::wire::MAX_SEQ + 1),
+        ] {
+            let p = Packet::Data(DataBatch {
+                sender: NodeId::new("a").unwrap(),
+                epoch: 1,
+                receiver: NodeId::new("b").unwrap(),
+                channel: Channel::new("c").unwrap(),
+                base,
+                entries: vec![Entry { seq, body: None }],
+            });
+            assert!(matches!(
+                codec.decode(&codec.encode(&p)),
+                Err(DecodeError::Body(_))
+            ));
+        }
     }
 
     #[test]

@@ -215,14 +215,29 @@ impl MessageBody {
 
     /// Approximate encoded size, for batch budgeting.
     pub fn approx_size(&self) -> usize {
-        super::ENTRY_OVERHEAD
-            + self.id.len()
-            + self.content_type.len()
-            + self.payload.len()
-            + self
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + 4)
-                .sum::<usize>()
+        super::body_size_bound(
+            self.id.len(),
+            self.content_type.len(),
+            self.headers.iter().map(|(k, v)| (k.len(), v.len())),
+            self.payload.len(),
+        )
+    }
+}
+
+impl Packet {
+    /// Refuses sequence numbers no real stream can reach (above [`super::MAX_SEQ`]),
+    /// so that stream arithmetic never overflows on forged frames.
+    pub(crate) fn check_sequences(&self) -> Result<(), String> {
+        let max = super::MAX_SEQ;
+        let bad = match self {
+            Packet::Data(b) => b.base == 0 || b.base > max || b.entries.iter().any(|e| e.seq > max),
+            Packet::Ack(a) => a.acked > max,
+            Packet::Nack(n) => n.acked > max,
+            _ => false,
+        };
+        if bad {
+            return Err(format!("sequence number out of range (max {max})"));
+        }
+        Ok(())
     }
 }
