@@ -1,4 +1,9 @@
 //! The writer thread: ordered jobs, group commit, savepoint per job.
+//!
+//! Every shared transaction also writes its batch number to `meta`. When COMMIT
+//! reports an error, the writer reads that number back: if the batch is in the
+//! database after all (an I/O error after the commit record reached the WAL), its jobs
+//! are reported as committed, so that no caller retries what is already stored.
 
 use super::{Error, Result};
 use rusqlite::{Connection, TransactionBehavior};
@@ -104,8 +109,30 @@ impl Writer {
     }
 }
 
+/// The `meta` key holding the number of the last batch the writer committed.
+const BATCH_KEY: &str = "writer_batch";
+
+/// Whether a batch whose COMMIT returned `commit` is in the database, given the batch
+/// number read back afterwards (`None`: it could not be read).
+fn committed(commit: &Result<()>, batch: u64, read_back: Option<u64>) -> Result<()> {
+    match commit {
+        Ok(()) => Ok(()),
+        Err(_) if read_back == Some(batch) => Ok(()),
+        Err(e) => Err(e.clone()),
+    }
+}
+
+fn read_batch(conn: &Connection) -> Option<u64> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?", [BATCH_KEY], |r| {
+        r.get::<_, String>(0)
+    })
+    .ok()
+    .and_then(|v| v.parse().ok())
+}
+
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    let mut number = read_batch(&conn).unwrap_or(0);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
@@ -114,14 +141,28 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: us
                 Err(_) => break,
             }
         }
+        number += 1;
         let commit = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(mut tx) => {
                 for job in batch.iter_mut() {
                     job.apply(&mut tx);
                 }
-                tx.commit().map_err(|e| Error::Commit(e.to_string()))
+                let mark = tx.execute(
+                    "INSERT INTO meta(key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = ?2",
+                    rusqlite::params![BATCH_KEY, number.to_string()],
+                );
+                match mark {
+                    Ok(_) => tx.commit().map_err(|e| Error::Commit(e.to_string())),
+                    Err(e) => Err(Error::Commit(e.to_string())),
+                }
             }
             Err(e) => Err(Error::Commit(e.to_string())),
+        };
+        let commit = if commit.is_err() {
+            committed(&commit, number, read_batch(&conn))
+        } else {
+            commit
         };
         if let Err(e) = &commit {
             tracing::error!(error = %e, jobs = batch.len(), "group commit failed");
@@ -133,5 +174,81 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: us
     // Channel closed: every handle is gone. Leave the WAL checkpointed.
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %e, "final checkpoint failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> (tempfile::TempDir, Writer) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (p INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TABLE t (v INTEGER);",
+        )
+        .unwrap();
+        (dir, Writer::spawn(conn, 64, 64).unwrap())
+    }
+
+    #[test]
+    fn given_a_commit_error_when_the_batch_is_in_the_database_then_its_jobs_succeed() {
+        let err = Err(Error::Commit("disk I/O error".into()));
+        assert!(committed(&err, 7, Some(7)).is_ok());
+        assert!(committed(&err, 7, Some(6)).is_err());
+        assert!(committed(&err, 7, None).is_err());
+        assert!(committed(&Ok(()), 7, None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn given_a_commit_that_fails_then_every_job_of_the_batch_fails_and_nothing_is_stored() {
+        let (_dir, w) = writer();
+        // A deferred foreign key fails at COMMIT, after both savepoints were released.
+        let a = w
+            .submit(|c| Ok(c.execute("INSERT INTO t(v) VALUES (1)", [])?))
+            .await
+            .unwrap();
+        let b = w
+            .submit(|c| Ok(c.execute("INSERT INTO child(p) VALUES (42)", [])?))
+            .await
+            .unwrap();
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        assert!(b.is_err());
+        let rows: i64 = w
+            .run(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        // The two jobs may or may not have shared the batch; what is reported matches
+        // what is stored.
+        assert_eq!(
+            a.is_ok(),
+            rows == 1,
+            "reported {a:?} with {rows} rows stored"
+        );
+    }
+
+    #[tokio::test]
+    async fn given_ordered_jobs_then_each_batch_number_is_recorded() {
+        let (_dir, w) = writer();
+        for _ in 0..3 {
+            w.run(|c| Ok(c.execute("INSERT INTO t(v) VALUES (1)", [])?))
+                .await
+                .unwrap();
+        }
+        let n: String = w
+            .run(|c| {
+                Ok(c.query_row(
+                    "SELECT value FROM meta WHERE key = 'writer_batch'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert!(n.parse::<u64>().unwrap() >= 3);
     }
 }
