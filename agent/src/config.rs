@@ -196,6 +196,10 @@ pub struct DeliveryConfig {
     /// How often expiry and retention sweeps run.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// A sending stream idle this long releases its task and memory (it starts again
+    /// from the store when its receiver has something new).
+    #[serde(with = "humantime_serde")]
+    pub stream_idle_release: Duration,
 }
 
 /// Consumer-group settings.
@@ -328,6 +332,7 @@ impl Default for DeliveryConfig {
             compression_threshold: 256,
             delivered_message_retention: Duration::from_secs(3 * 24 * 3600),
             sweep_interval: Duration::from_secs(5),
+            stream_idle_release: Duration::from_secs(60),
         }
     }
 }
@@ -495,6 +500,7 @@ impl Config {
             ("retry_max", self.delivery.retry_max),
             ("message_expiry", self.delivery.message_expiry),
             ("sweep_interval", self.delivery.sweep_interval),
+            ("stream_idle_release", self.delivery.stream_idle_release),
             ("groups.ack_wait", self.groups.ack_wait),
             ("groups.max_wait", self.groups.max_wait),
         ];

@@ -57,13 +57,28 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub config: DeliveryConfig,
     pub domains: crate::domains::Domains,
+    /// Tracks every task the sending side spawns (streams, ACK commits, receipts), so
+    /// that shutdown waits for them.
+    pub tasks: TaskTracker,
 }
+
+/// A running stream task as the manager sees it.
+struct StreamHandle {
+    tx: mpsc::Sender<StreamCmd>,
+    /// When the stream last became idle (ms, local clock); 0 while it has work.
+    idle_since: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// Commands a stream task can have queued.
+const STREAM_QUEUE: usize = 4096;
+/// Commands the manager can have queued.
+const MANAGER_QUEUE: usize = 65_536;
 
 /// The manager task, consumed by [`DeliveryTask::run`].
 pub struct DeliveryTask {
     shared: Shared,
     rx: mpsc::Receiver<Command>,
-    streams: HashMap<(NodeId, Channel), mpsc::Sender<StreamCmd>>,
+    streams: HashMap<(NodeId, Channel), StreamHandle>,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
@@ -79,7 +94,8 @@ impl Delivery {
         config: DeliveryConfig,
         domains: crate::domains::Domains,
     ) -> (Delivery, DeliveryTask) {
-        let (tx, rx) = mpsc::channel(65_536);
+        let (tx, rx) = mpsc::channel(MANAGER_QUEUE);
+        let tracker = TaskTracker::new();
         let task = DeliveryTask {
             shared: Shared {
                 me,
@@ -89,10 +105,11 @@ impl Delivery {
                 metrics,
                 config,
                 domains,
+                tasks: tracker.clone(),
             },
             rx,
             streams: HashMap::new(),
-            tracker: TaskTracker::new(),
+            tracker,
             cancel: CancellationToken::new(),
         };
         (Delivery { tx }, task)
@@ -133,22 +150,56 @@ impl Delivery {
 impl DeliveryTask {
     fn stream(&mut self, receiver: &NodeId, channel: &Channel) -> mpsc::Sender<StreamCmd> {
         let key = (receiver.clone(), channel.clone());
-        if let Some(tx) = self.streams.get(&key) {
-            if !tx.is_closed() {
-                return tx.clone();
+        if let Some(h) = self.streams.get(&key) {
+            if !h.tx.is_closed() {
+                return h.tx.clone();
             }
         }
-        let (tx, rx) = mpsc::channel(4096);
-        let task = StreamTask::new(self.shared.clone(), receiver.clone(), channel.clone(), rx);
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let idle_since = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let task = StreamTask::new(
+            self.shared.clone(),
+            receiver.clone(),
+            channel.clone(),
+            rx,
+            idle_since.clone(),
+        );
         self.tracker.spawn(task.run(self.cancel.clone()));
-        self.streams.insert(key, tx.clone());
+        self.streams.insert(
+            key,
+            StreamHandle {
+                tx: tx.clone(),
+                idle_since,
+            },
+        );
         tx
     }
 
     async fn send(&mut self, receiver: &NodeId, channel: &Channel, cmd: StreamCmd) {
         let tx = self.stream(receiver, channel);
-        if tx.send(cmd).await.is_err() {
-            tracing::warn!(peer = %receiver, channel = %channel, "stream task gone");
+        if let Err(mpsc::error::SendError(cmd)) = tx.send(cmd).await {
+            // The task ended between the lookup and the send: start it again.
+            self.streams.remove(&(receiver.clone(), channel.clone()));
+            if self.stream(receiver, channel).send(cmd).await.is_err() {
+                tracing::warn!(peer = %receiver, channel = %channel, "stream task gone");
+            }
+        }
+    }
+
+    /// Releases streams idle for long enough (and forgets finished ones), so that
+    /// memory grows with active streams, not with every (receiver, channel) ever seen.
+    fn release_idle_streams(&mut self) {
+        let now = now_ms();
+        let release = self.shared.config.stream_idle_release.as_millis() as i64;
+        let before = self.streams.len();
+        self.streams.retain(|_, h| {
+            let since = h.idle_since.load(std::sync::atomic::Ordering::Relaxed);
+            !h.tx.is_closed() && (since == 0 || now - since < release)
+        });
+        let released = before - self.streams.len();
+        if released > 0 {
+            self.shared.metrics.streams_released.inc_by(released as u64);
+            tracing::debug!(released, open = self.streams.len(), "released idle streams");
         }
     }
 
@@ -156,12 +207,9 @@ impl DeliveryTask {
     pub async fn run(mut self, cancel: CancellationToken) {
         self.cancel = cancel.clone();
         let t = self.shared.transport.clone();
-        let mut acks = match t.subscribe(t.ack_subject(&self.shared.me)).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot subscribe to acks; delivery stopped");
-                return;
-            }
+        let ack_subject = t.ack_subject(&self.shared.me);
+        let Some(mut acks) = t.subscribe_until(ack_subject.clone(), &cancel).await else {
+            return;
         };
         let mut events = self.shared.discovery.subscribe();
         // Resume every stream with unacknowledged deliveries.
@@ -191,7 +239,15 @@ impl DeliveryTask {
                         }
                     }
                 },
-                Some(msg) = acks.next() => {
+                msg = acks.next() => {
+                    let Some(msg) = msg else {
+                        tracing::warn!("ack subscription ended; subscribing again");
+                        match t.subscribe_until(ack_subject.clone(), &cancel).await {
+                            Some(s) => acks = s,
+                            None => break,
+                        }
+                        continue;
+                    };
                     match t.decode(&msg.payload) {
                         Ok(Packet::Ack(ack)) => self.on_ack(ack).await,
                         Ok(Packet::Nack(n)) => self.on_nack(n).await,
@@ -257,7 +313,7 @@ impl DeliveryTask {
             return;
         };
         let shared = self.shared.clone();
-        tokio::spawn(async move {
+        self.shared.tasks.spawn(async move {
             let receiver = r.receiver.to_string();
             let consumed = r.consumed.clone();
             match shared
@@ -300,8 +356,8 @@ impl DeliveryTask {
         tracing::debug!(peer = %nack.receiver, channel = %nack.channel, acked = nack.acked, reason = %nack.reason, "receiver refused a round");
         let key = (nack.receiver.clone(), nack.channel.clone());
         match self.streams.get(&key) {
-            Some(tx) => {
-                let _ = tx.send(StreamCmd::Refused(nack.acked)).await;
+            Some(h) => {
+                let _ = h.tx.send(StreamCmd::Refused(nack.acked)).await;
             }
             None => {
                 self.shared.metrics.invalid_acks.inc();
@@ -320,8 +376,8 @@ impl DeliveryTask {
         }
         let key = (ack.receiver.clone(), ack.channel.clone());
         match self.streams.get(&key) {
-            Some(tx) => {
-                let _ = tx.send(StreamCmd::Ack(ack.acked)).await;
+            Some(h) => {
+                let _ = h.tx.send(StreamCmd::Ack(ack.acked)).await;
             }
             // No such stream here: an ACK for something never sent.
             None => {
@@ -421,6 +477,7 @@ impl DeliveryTask {
                 tracing::warn!(error = %e, "sweep failed");
             }
         }
+        self.release_idle_streams();
         self.resume_open_streams().await;
         if self.refresh_gauges().await > 0 {
             self.route_all_known().await;

@@ -23,6 +23,11 @@ use tokio_util::sync::CancellationToken;
 /// Largest payload accepted after decompression (guards against snappy bombs).
 const MAX_DECOMPRESSED: usize = 64 * 1024 * 1024;
 
+/// Streams whose state the inbox keeps in memory. The state is a cache of SQLite:
+/// past this many, streams with no commit in flight are forgotten and read back
+/// when they send again, so old sender epochs and forged streams cannot grow it.
+const STREAM_CACHE_MAX: usize = 4096;
+
 /// Per-channel log heads, so that long polls wake the moment a message is appended.
 #[derive(Clone, Default)]
 pub struct LogHeads {
@@ -125,12 +130,12 @@ impl Inbox {
             }
         }
         let subject = self.transport.data_subject(&self.me);
-        let mut sub = match self.transport.subscribe(subject).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot subscribe to data; inbox stopped");
-                return;
-            }
+        let Some(mut sub) = self
+            .transport
+            .subscribe_until(subject.clone(), &cancel)
+            .await
+        else {
+            return;
         };
         let mut pending: FuturesOrdered<
             std::pin::Pin<Box<dyn std::future::Future<Output = Pending> + Send>>,
@@ -141,7 +146,14 @@ impl Inbox {
                 _ = cancel.cancelled() => break,
                 Some(done) = pending.next() => self.on_committed(done).await,
                 msg = sub.next() => {
-                    let Some(msg) = msg else { break };
+                    let Some(msg) = msg else {
+                        tracing::warn!("data subscription ended; subscribing again");
+                        match self.transport.subscribe_until(subject.clone(), &cancel).await {
+                            Some(s) => sub = s,
+                            None => break,
+                        }
+                        continue;
+                    };
                     match self.transport.decode(&msg.payload) {
                         Ok(Packet::Data(batch)) => {
                             if let Some(fut) = self.on_batch(batch).await {
@@ -161,10 +173,24 @@ impl Inbox {
         }
     }
 
+    /// Forgets cached state of streams with nothing in flight once the cache is full.
+    fn prune(&mut self) {
+        if self.committed.len() < STREAM_CACHE_MAX && self.accepted.len() < STREAM_CACHE_MAX {
+            return;
+        }
+        let inflight = &self.inflight;
+        let busy = |k: &StreamKey| inflight.get(k).copied().unwrap_or(0) > 0;
+        self.committed.retain(|k, _| busy(k));
+        self.accepted.retain(|k, _| busy(k));
+        self.inflight.retain(|_, n| *n > 0);
+        self.metrics.inbox_cache_pruned.inc();
+    }
+
     async fn last_committed(&mut self, key: &StreamKey) -> Option<u64> {
         if let Some(&v) = self.committed.get(key) {
             return Some(v);
         }
+        self.prune();
         let (s, e, c) = (key.0.to_string(), key.1, key.2.to_string());
         match self
             .store

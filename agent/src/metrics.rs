@@ -79,6 +79,9 @@ metrics! {
         circuit_closed: "Times a receiver's circuit breaker closed again after probing",
         sent_nacks: "Negative acknowledgements sent (this node could not store what it received)",
         received_nacks: "Negative acknowledgements received from receivers",
+        streams_released: "Idle sending streams whose task and memory were released",
+        inbox_cache_pruned: "Times the inbox forgot idle stream state to stay within its bound",
+        subscribe_failures: "NATS subscribe attempts that failed (retried with backoff)",
         refused_rounds: "Rounds a receiver refused (could not store); the stream waits, no attempt is spent",
     }
     gauges {
@@ -156,6 +159,8 @@ impl Metrics {
             "sent_nacks": self.sent_nacks.get(),
             "received_nacks": self.received_nacks.get(),
             "refused_rounds": self.refused_rounds.get(),
+            "streams_released": self.streams_released.get(),
+            "subscribe_failures": self.subscribe_failures.get(),
         });
         if let (Some(a), serde_json::Value::Object(b)) = (v.as_object_mut(), more) {
             a.extend(b);

@@ -219,6 +219,31 @@ impl Transport {
         self.client.subscribe(subject).await
     }
 
+    /// Subscribes, retrying with backoff until it works or `cancel` fires (then
+    /// `None`). Long-lived tasks use this both at start and when a subscription ends,
+    /// so that no task stops for good because one subscribe failed.
+    pub async fn subscribe_until(
+        &self,
+        subject: String,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Option<async_nats::Subscriber> {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.client.subscribe(subject.clone()).await {
+                Ok(s) => return Some(s),
+                Err(e) => {
+                    self.metrics.subscribe_failures.inc();
+                    tracing::warn!(subject = %subject, error = %e, retry_in = ?wait, "cannot subscribe; retrying");
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return None,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+
     /// Flushes buffered publishes (best effort, bounded).
     pub async fn flush(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;

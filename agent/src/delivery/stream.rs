@@ -10,6 +10,7 @@ use crate::policy::Effective;
 use crate::store::{self, now_ms, DeliveryState, NewMessage, WindowRow};
 use crate::wire::{DataBatch, Entry, MessageBody, Packet, FRAME_OVERHEAD};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
@@ -47,6 +48,9 @@ pub(crate) struct StreamTask {
     policy: Effective,
     /// Circuit breaker, when the policy has one.
     breaker: Option<CircuitBreaker>,
+    /// When this stream became idle (ms), 0 while it has work: the manager releases
+    /// streams idle for long.
+    idle_since: Arc<AtomicI64>,
 }
 
 /// Most payload bytes a stream keeps in memory for sending without a read.
@@ -58,6 +62,7 @@ impl StreamTask {
         receiver: NodeId,
         channel: Channel,
         rx: mpsc::Receiver<StreamCmd>,
+        idle_since: Arc<AtomicI64>,
     ) -> StreamTask {
         let shared_policy = shared.domains.effective(&channel);
         let breaker = shared_policy.circuit_breaker.map(CircuitBreaker::new);
@@ -71,6 +76,7 @@ impl StreamTask {
             fresh_bytes: 0,
             policy: shared_policy,
             breaker,
+            idle_since,
         }
     }
 
@@ -182,6 +188,12 @@ impl StreamTask {
                     stalled = Some(Instant::now() + std::time::Duration::from_millis(250));
                     break;
                 }
+            }
+            let idle = window.idle() && self.fresh.is_empty();
+            match (idle, self.idle_since.load(Ordering::Relaxed)) {
+                (true, 0) => self.idle_since.store(now_ms().max(1), Ordering::Relaxed),
+                (false, s) if s != 0 => self.idle_since.store(0, Ordering::Relaxed),
+                _ => {}
             }
             let reopen = self.breaker.as_ref().and_then(|b| b.reopens_at());
             let deadline = [
@@ -296,9 +308,9 @@ impl StreamTask {
         let (r, c) = (self.receiver.to_string(), self.channel.to_string());
         let writer = self.shared.store.writer.clone();
         let metrics = self.shared.metrics.clone();
-        // Ordered behind earlier writes; nothing waits for it (a lost ACK commit only
-        // means a resend that the receiver deduplicates).
-        tokio::spawn(async move {
+        // Nothing waits for it (a lost ACK commit only means a resend that the
+        // receiver deduplicates, and a restarted window accepts the receiver's ACK).
+        self.shared.tasks.spawn(async move {
             match writer
                 .run(move |conn| store::outbox::ack(conn, &r, &c, to))
                 .await
