@@ -3,12 +3,17 @@
 //! Every error is `{"error":{"code","message"}}` with a 4xx for client mistakes; 4xx
 //! answers are counted in `rmds_api_client_errors_total`. Handlers validate names
 //! first, then call the components; they never touch SQL or NATS directly.
+//!
+//! Every request first passes the cross-site guard (`guard.rs`): a foreign `Host`,
+//! a foreign `Origin` or a state-changing "simple request" is refused before any
+//! handler runs.
 
 mod cluster;
 mod dead;
 mod domains;
 mod error;
 mod groups;
+pub mod guard;
 mod messages;
 pub mod spec;
 mod ws;
@@ -66,6 +71,15 @@ pub fn router(state: AppState) -> Router {
     // Bodies are checked against the NATS max payload by the handlers (413 with a clear
     // message); this outer limit only stops absurd uploads.
     let limit = state.config.nats.max_payload.max(8 * 1024 * 1024) * 4;
+    let api = &state.config.api;
+    let guard = guard::Guard {
+        policy: Arc::new(guard::GuardPolicy::new(
+            &api.allowed_origins,
+            &api.allowed_hosts,
+            state.config.listen.ip(),
+        )),
+        metrics: state.metrics.clone(),
+    };
     // Every route comes from the one table that also writes /v1/openapi.json.
     let mut by_path: std::collections::BTreeMap<&str, axum::routing::MethodRouter<Arc<AppState>>> =
         std::collections::BTreeMap::new();
@@ -87,6 +101,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(guard, guard::guard))
         .layer(middleware::from_fn_with_state(state.clone(), count_errors))
         .with_state(state)
 }

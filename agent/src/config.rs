@@ -4,6 +4,11 @@
 //! bad setting fails fast with a message naming the key. `--generate-config` prints
 //! [`Config::default`] as TOML, so every key appears there with its default.
 
+pub mod api;
+mod validate;
+
+pub use api::ApiConfig;
+
 use crate::names::{Channel, NodeId, Role};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -105,6 +110,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Channels joined at start, as `channel[:role]`.
     pub join: Vec<JoinSpec>,
+    /// Local API: allowed web origins and host names.
+    pub api: ApiConfig,
     /// NATS connection.
     pub nats: NatsConfig,
     /// Peer discovery.
@@ -281,6 +288,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
             join: Vec::new(),
+            api: ApiConfig::default(),
             nats: NatsConfig::default(),
             discovery: DiscoveryConfig::default(),
             delivery: DeliveryConfig::default(),
@@ -458,124 +466,6 @@ impl Config {
         Ok(())
     }
 
-    /// Checks every value; the first problem is returned.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.node_id.is_empty() {
-            return Err(invalid(
-                "node_id",
-                "required (set --node-id, RMDS_NODE_ID or node_id in the config file)",
-            ));
-        }
-        self.node()?;
-        if self.nats.urls.is_empty() {
-            return Err(invalid("nats.urls", "at least one NATS URL is required"));
-        }
-        for url in &self.nats.urls {
-            url.parse::<async_nats::ServerAddr>()
-                .map_err(|e| invalid("nats.urls", format!("{url:?}: {e}")))?;
-        }
-        let prefix_ok = !self.nats.prefix.is_empty()
-            && self.nats.prefix.split('.').all(|seg| {
-                !seg.is_empty()
-                    && seg
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            });
-        if !prefix_ok {
-            return Err(invalid(
-                "nats.prefix",
-                "dot-separated segments of letters, digits, '_' and '-'",
-            ));
-        }
-        if self.nats.max_payload < 1024 {
-            return Err(invalid("nats.max_payload", "must be at least 1024 bytes"));
-        }
-        let positive = [
-            ("nats.ping_interval", self.nats.ping_interval),
-            ("nats.reconnect_max_delay", self.nats.reconnect_max_delay),
-            ("keepalive_interval", self.discovery.keepalive_interval),
-            ("node_offline_timeout", self.discovery.node_offline_timeout),
-            ("node_expiry", self.discovery.node_expiry),
-            ("ack_timeout", self.delivery.ack_timeout),
-            ("retry_max", self.delivery.retry_max),
-            ("message_expiry", self.delivery.message_expiry),
-            ("sweep_interval", self.delivery.sweep_interval),
-            ("stream_idle_release", self.delivery.stream_idle_release),
-            ("groups.ack_wait", self.groups.ack_wait),
-            ("groups.max_wait", self.groups.max_wait),
-        ];
-        for (key, d) in positive {
-            if d.is_zero() {
-                return Err(invalid(key, "must be greater than zero"));
-            }
-        }
-        if self.discovery.node_offline_timeout <= self.discovery.keepalive_interval {
-            return Err(invalid(
-                "node_offline_timeout",
-                "must be longer than keepalive_interval",
-            ));
-        }
-        if !(1.0..=100.0).contains(&self.delivery.retry_factor) {
-            return Err(invalid("retry_factor", "must be between 1 and 100"));
-        }
-        if self.delivery.retry_initial > self.delivery.retry_max {
-            return Err(invalid("retry_initial", "must not exceed retry_max"));
-        }
-        if self.delivery.max_retry_attempts == 0 {
-            return Err(invalid("max_retry_attempts", "must be at least 1"));
-        }
-        if self.delivery.max_messages_per_receiver == 0 {
-            return Err(invalid("max_messages_per_receiver", "must be at least 1"));
-        }
-        if !(1..=65_536).contains(&self.delivery.window) {
-            return Err(invalid("window", "must be between 1 and 65536"));
-        }
-        if self.groups.max_batch == 0 {
-            return Err(invalid("groups.max_batch", "must be at least 1"));
-        }
-        if self.store.max_batch == 0
-            || self.store.read_connections == 0
-            || self.store.queue_capacity == 0
-        {
-            return Err(invalid(
-                "store",
-                "max_batch, read_connections and queue_capacity must be at least 1",
-            ));
-        }
-        for d in &self.domains {
-            crate::names::DomainName::new(d.name.clone())
-                .map_err(|e| invalid("domains.name", e.to_string()))?;
-            d.policy
-                .validate()
-                .map_err(|e| invalid("domains.policy", format!("{}: {e}", d.name)))?;
-            if let Some(schema) = &d.schema {
-                let full = crate::domains::normalize_schema(schema)
-                    .map_err(|e| invalid("domains.schema", format!("{}: {e}", d.name)))?;
-                jsonschema::validator_for(&full)
-                    .map_err(|e| invalid("domains.schema", format!("{}: {e}", d.name)))?;
-            }
-        }
-        for c in &self.channels {
-            crate::names::Channel::new(c.name.clone())
-                .map_err(|e| invalid("channels.name", e.to_string()))?;
-            c.policy
-                .validate()
-                .map_err(|e| invalid("channels.policy", format!("{}: {e}", c.name)))?;
-            if let Some(d) = &c.domain {
-                if d != crate::domains::DEFAULT_DOMAIN && !self.domains.iter().any(|x| &x.name == d)
-                {
-                    return Err(invalid(
-                        "channels.domain",
-                        format!("{}: domain {d} is not declared in [[domains]]", c.name),
-                    ));
-                }
-            }
-        }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level)
-            .map_err(|e| invalid("log.level", e.to_string()))?;
-        Ok(())
-    }
-
     /// The node id, checked.
     pub fn node(&self) -> Result<NodeId, ConfigError> {
         NodeId::new(self.node_id.clone()).map_err(|e| invalid("node_id", e.to_string()))
@@ -587,14 +477,30 @@ impl Config {
             node_id: "node-1".into(),
             ..Config::default()
         };
-        let body = toml::to_string_pretty(&c).unwrap_or_default().replacen(
-            "max_payload = ",
-            "# Shared HMAC key; unset by default. Set the same value on every node to sign\n\
+        let body = toml::to_string_pretty(&c)
+            .unwrap_or_default()
+            .replacen(
+                "max_payload = ",
+                "# Shared HMAC key; unset by default. Set the same value on every node to sign\n\
                  # all traffic and drop anything unsigned or forged.\n\
                  # cluster_key = \"change-me\"\n\
                  max_payload = ",
-            1,
-        );
+                1,
+            )
+            .replacen(
+                "allowed_origins = ",
+                "# Web pages on these origins (http://host[:port]) may use the API; others are\n\
+                 # refused. Programs that send no Origin header (curl, the SDK) always may.\n\
+                 allowed_origins = ",
+                1,
+            )
+            .replacen(
+                "allowed_hosts = ",
+                "# Host names the API answers to besides localhost and IP addresses\n\
+                 # (DNS rebinding protection).\n\
+                 allowed_hosts = ",
+                1,
+            );
         format!(
             "# rmds-agent configuration. Precedence: this file < RMDS_* env < flags.\n\
              # Durations are written like \"10s\", \"5m\", \"24h\", \"7days\".\n\n{body}"
@@ -603,65 +509,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn given_generated_config_when_parsed_back_then_every_key_present_and_valid() {
-        let text = Config::default_toml();
-        for key in [
-            "keepalive_interval",
-            "node_offline_timeout",
-            "node_expiry",
-            "ack_timeout",
-            "retry_initial",
-            "retry_factor",
-            "retry_max",
-            "max_retry_attempts",
-            "message_expiry",
-            "max_messages_per_receiver",
-            "overflow",
-            "window",
-            "enable_compression",
-            "delivered_message_retention",
-            "cluster_key",
-        ] {
-            assert!(text.contains(key), "{key} missing from generated config");
-        }
-        let c = Config::from_toml(&text, std::path::Path::new("x")).expect("parses");
-        c.validate().expect("valid");
-        assert_eq!(c.delivery.ack_timeout, Duration::from_secs(10));
-    }
-
-    #[test]
-    fn given_bad_values_when_validating_then_key_is_named() {
-        let mut c = Config {
-            node_id: "a b".into(),
-            ..Config::default()
-        };
-        assert!(c.validate().unwrap_err().to_string().contains("node_id"));
-        c.node_id = "ok".into();
-        c.delivery.window = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("window"));
-        let err = Config::from_toml("[delivery]\nack_timeut = \"1s\"", std::path::Path::new("f"))
-            .unwrap_err();
-        assert!(err.to_string().contains("ack_timeut"));
-    }
-
-    #[test]
-    fn given_overrides_when_applied_then_flags_win() {
-        let mut c = Config::default();
-        c.apply(&Overrides {
-            node_id: Some("bob".into()),
-            nats: Some("nats://127.0.0.1:1,nats://127.0.0.1:2".into()),
-            join: vec!["chat:reader,news".into()],
-            ..Overrides::default()
-        })
-        .unwrap();
-        assert_eq!(c.node_id, "bob");
-        assert_eq!(c.nats.urls.len(), 2);
-        assert_eq!(c.join.len(), 2);
-        assert_eq!(c.join[0].role, Role::Reader);
-        assert_eq!(c.join[1].role, Role::Rw);
-    }
-}
+mod tests;

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! api/         axum REST: app API, management, observability      (api.rs)
+//!              behind a cross-site guard (Host, Origin)          (api/guard.rs)
 //! groups       consumer groups over the local channel log          (groups.rs)
 //! delivery/    one sender per (receiver, channel): window, retries (delivery.rs)
 //! inbox        receive: verify, dedupe, commit, then acknowledge   (inbox.rs)
@@ -14,6 +15,7 @@
 //! store/       SQLite: writer thread with group commit, read pool  (store.rs)
 //! wire/        frames: rmp-serde, snappy, version, HMAC signature  (wire.rs)
 //! config       one Config: file < env < flags, validated first     (config.rs)
+//! durations    upper bounds on every duration a person can set   (durations.rs)
 //! metrics      every metric name in one place                      (metrics.rs)
 //! names        validated node, channel and group names             (names.rs)
 //! ```
@@ -28,6 +30,7 @@ pub mod config;
 pub mod delivery;
 pub mod discovery;
 pub mod domains;
+pub mod durations;
 pub mod events;
 pub mod groups;
 pub mod inbox;

@@ -4,6 +4,7 @@
 //! that describe current state are set right before each scrape.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ macro_rules! metrics {
         pub struct Metrics {
             $(#[doc = $cdoc] pub $c: Counter,)*
             $(#[doc = $gdoc] pub $g: Gauge,)*
+            /// API requests refused by the cross-site guard, by reason.
+            pub api_refused: Family<[(&'static str, &'static str); 1], Counter>,
             registry: Registry,
             started: Instant,
             /// The live event stream (tap) travels with the metrics.
@@ -30,8 +33,20 @@ macro_rules! metrics {
                 let mut registry = Registry::with_prefix("rmds");
                 $(let $c = Counter::default(); registry.register(stringify!($c), $cdoc, $c.clone());)*
                 $(let $g = Gauge::default(); registry.register(stringify!($g), $gdoc, $g.clone());)*
+                let api_refused: Family<[(&'static str, &'static str); 1], Counter> =
+                    Family::default();
+                for reason in REFUSAL_REASONS {
+                    // Every reason shows from the start, at 0.
+                    let _ = api_refused.get_or_create(&[("reason", reason)]);
+                }
+                registry.register(
+                    "api_refused",
+                    "API requests refused by the cross-site guard (reason: host, origin, content_type)",
+                    api_refused.clone(),
+                );
                 Arc::new(Metrics {
                     $($c,)* $($g,)*
+                    api_refused,
                     registry,
                     started: Instant::now(),
                     events: crate::events::Events::new(TAP_HISTORY),
@@ -94,7 +109,20 @@ metrics! {
     }
 }
 
+/// The reasons `api_refused` is labelled with (a bounded set).
+pub const REFUSAL_REASONS: [&str; 3] = ["host", "origin", "content_type"];
+
 impl Metrics {
+    /// Counts one API request refused by the guard.
+    pub fn refused(&self, reason: &'static str) {
+        self.api_refused.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// Refused API requests for one reason.
+    pub fn refused_count(&self, reason: &'static str) -> u64 {
+        self.api_refused.get_or_create(&[("reason", reason)]).get()
+    }
+
     /// Seconds since start.
     pub fn uptime(&self) -> u64 {
         self.started.elapsed().as_secs()
@@ -161,6 +189,9 @@ impl Metrics {
             "refused_rounds": self.refused_rounds.get(),
             "streams_released": self.streams_released.get(),
             "subscribe_failures": self.subscribe_failures.get(),
+            "api_refused_host": self.refused_count("host"),
+            "api_refused_origin": self.refused_count("origin"),
+            "api_refused_content_type": self.refused_count("content_type"),
         });
         if let (Some(a), serde_json::Value::Object(b)) = (v.as_object_mut(), more) {
             a.extend(b);

@@ -1,8 +1,13 @@
 //! Channel policies: per channel, inheriting the channel's domain's, then the
 //! configuration file's. Every field is optional at each level; the effective policy
 //! takes the most specific value given.
+//!
+//! Durations are bounded (`durations.rs`): [`Policy::validate`] refuses larger ones,
+//! and [`Policy::resolve`] caps them again, so that a policy stored before the bounds
+//! existed cannot overflow a timer either.
 
 use crate::config::{DeliveryConfig, Overflow};
+use crate::durations::{self, MAX_LIFETIME, MAX_TIMER};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -177,10 +182,34 @@ impl Policy {
         }
     }
 
+    /// Every duration with its key and upper bound.
+    fn durations(&self) -> Vec<(&'static str, Option<Duration>, Duration)> {
+        let (r, b) = (self.retry.as_ref(), self.circuit_breaker.as_ref());
+        vec![
+            ("ttl", self.ttl, MAX_LIFETIME),
+            (
+                "retry.initial_delay",
+                r.and_then(|r| r.initial_delay),
+                MAX_TIMER,
+            ),
+            ("retry.max_delay", r.and_then(|r| r.max_delay), MAX_TIMER),
+            (
+                "circuit_breaker.open_timeout",
+                b.and_then(|b| b.open_timeout),
+                MAX_TIMER,
+            ),
+        ]
+    }
+
     /// Checks values a person could get wrong.
     pub fn validate(&self) -> Result<(), String> {
         if self.ttl.is_some_and(|t| t.is_zero()) {
             return Err("ttl must be greater than zero".into());
+        }
+        for (key, d, max) in self.durations() {
+            if let Some(d) = d {
+                durations::check(key, d, max)?;
+            }
         }
         if self.max_messages_per_receiver == Some(0) {
             return Err("max_messages_per_receiver must be at least 1".into());
@@ -220,19 +249,22 @@ impl Policy {
                 error_threshold: b.error_threshold.unwrap_or(0.5),
                 min_requests: b.min_requests.unwrap_or(5),
                 success_threshold: b.success_threshold.unwrap_or(1),
-                open_timeout: b.open_timeout.unwrap_or(Duration::from_secs(30)),
+                open_timeout: b
+                    .open_timeout
+                    .unwrap_or(Duration::from_secs(30))
+                    .min(MAX_TIMER),
             })
         });
         Effective {
-            ttl: self.ttl.unwrap_or(d.message_expiry),
+            ttl: self.ttl.unwrap_or(d.message_expiry).min(MAX_LIFETIME),
             max_messages_per_receiver: self
                 .max_messages_per_receiver
                 .unwrap_or(d.max_messages_per_receiver),
             overflow: self.overflow.unwrap_or(d.overflow),
             max_attempts: r.max_attempts.unwrap_or(d.max_retry_attempts),
-            retry_initial: r.initial_delay.unwrap_or(d.retry_initial),
+            retry_initial: r.initial_delay.unwrap_or(d.retry_initial).min(MAX_TIMER),
             retry_factor: r.factor.unwrap_or(d.retry_factor),
-            retry_max: r.max_delay.unwrap_or(d.retry_max),
+            retry_max: r.max_delay.unwrap_or(d.retry_max).min(MAX_TIMER),
             circuit_breaker,
             compression: self.compression.unwrap_or(d.enable_compression),
             unrouted: self.unrouted.unwrap_or_default(),
@@ -301,5 +333,83 @@ mod tests {
             ..Default::default()
         };
         assert!(p.validate().unwrap_err().contains("error_threshold"));
+    }
+
+    #[test]
+    fn given_durations_past_their_bounds_when_validating_then_the_key_is_named() {
+        let huge = humantime::parse_duration("100000000years").unwrap();
+        let cases = [
+            (
+                "ttl",
+                Policy {
+                    ttl: Some(huge),
+                    ..Default::default()
+                },
+            ),
+            (
+                "retry.max_delay",
+                Policy {
+                    retry: Some(RetryPolicy {
+                        max_delay: Some(huge),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ),
+            (
+                "retry.initial_delay",
+                Policy {
+                    retry: Some(RetryPolicy {
+                        initial_delay: Some(Duration::from_secs(2 * 86_400)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ),
+            (
+                "circuit_breaker.open_timeout",
+                Policy {
+                    circuit_breaker: Some(BreakerPolicy {
+                        open_timeout: Some(huge),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (key, p) in cases {
+            let err = p.validate().unwrap_err();
+            assert!(err.starts_with(key), "{key}: {err}");
+        }
+        let fine = Policy {
+            ttl: Some(Duration::from_secs(5 * 365 * 86_400)),
+            ..Default::default()
+        };
+        fine.validate().unwrap();
+    }
+
+    #[test]
+    fn given_an_unvalidated_stored_policy_when_resolved_then_its_durations_are_capped() {
+        let huge = humantime::parse_duration("500000000000years").unwrap();
+        let stored = Policy {
+            ttl: Some(huge),
+            retry: Some(RetryPolicy {
+                initial_delay: Some(huge),
+                max_delay: Some(huge),
+                ..Default::default()
+            }),
+            circuit_breaker: Some(BreakerPolicy {
+                open_timeout: Some(huge),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let e = stored.resolve(&DeliveryConfig::default());
+        assert_eq!(e.ttl, MAX_LIFETIME);
+        assert_eq!((e.retry_initial, e.retry_max), (MAX_TIMER, MAX_TIMER));
+        assert_eq!(e.circuit_breaker.unwrap().open_timeout, MAX_TIMER);
+        assert!(std::time::Instant::now()
+            .checked_add(e.retry_max + e.ttl)
+            .is_some());
     }
 }

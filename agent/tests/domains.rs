@@ -31,6 +31,7 @@ async fn post_raw(c: &rmds::Client, path: &str, ct: &str, body: &str) -> (u16, V
     let r = reqwest::Client::new()
         .post(format!("{}{path}", c.base()))
         .header("content-type", ct)
+        .header(rmds::REQUEST_MARKER, "1")
         .body(body.to_string())
         .send()
         .await

@@ -310,7 +310,10 @@ async fn given_a_cluster_key_when_unsigned_or_wrongly_signed_traffic_arrives_the
 
 async fn call(method: &str, url: &str, body: Option<&str>, ct: &str) -> (u16, Value) {
     let c = reqwest::Client::new();
-    let mut req = c.request(method.parse().unwrap(), url);
+    // A local program: marked, so that text bodies reach the handlers' own checks.
+    let mut req = c
+        .request(method.parse().unwrap(), url)
+        .header(rmds::REQUEST_MARKER, "1");
     if let Some(b) = body {
         req = req.header("content-type", ct).body(b.to_string());
     }

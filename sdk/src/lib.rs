@@ -217,6 +217,10 @@ pub struct Settled {
     pub not_found: Vec<String>,
 }
 
+/// The header the SDK sends on every request (`X-Rmds-Request: 1`): the agent's
+/// cross-site guard lets a POST with a text or form body through only with it.
+pub const REQUEST_MARKER: &str = "x-rmds-request";
+
 /// Client for the agent's HTTP API. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -227,7 +231,15 @@ pub struct Client {
 impl Client {
     /// A client for the agent at `base` (e.g. `http://127.0.0.1:7700`).
     pub fn new(base: impl Into<String>) -> Client {
+        // Marks every request as a program's, not a web page's: the agent refuses a
+        // POST with a text or form body unless it carries this header.
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::HeaderName::from_static(REQUEST_MARKER),
+            reqwest::header::HeaderValue::from_static("1"),
+        );
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
             .build()

@@ -1,7 +1,7 @@
 //! Consumer groups: create, list, inspect, delete, reset (replay), dead letters.
 
 use super::error::from_rejection;
-use super::messages::{channel, check_reader, parse_duration};
+use super::messages::{channel, check_reader, parse_bounded, parse_duration};
 use super::{ApiError, AppState};
 use crate::groups::Start;
 use crate::names::GroupName;
@@ -103,7 +103,8 @@ pub async fn create(
         spec.max_in_flight = m;
     }
     if let Some(t) = &b.idle_ttl {
-        spec.idle_ttl_ms = parse_duration("idle_ttl", t)?.as_millis() as u64;
+        spec.idle_ttl_ms =
+            parse_bounded("idle_ttl", t, crate::durations::MAX_LIFETIME)?.as_millis() as u64;
     }
     if let Some(list) = &b.backoff {
         if list.len() > 32 {

@@ -30,6 +30,13 @@ pub(super) fn parse_duration(key: &str, v: &str) -> Result<Duration, ApiError> {
     })
 }
 
+/// Parses a duration and refuses one past `max` (see `durations.rs`), naming `key`.
+pub(super) fn parse_bounded(key: &str, v: &str, max: Duration) -> Result<Duration, ApiError> {
+    let d = parse_duration(key, v)?;
+    crate::durations::check(key, d, max).map_err(ApiError::bad_request)?;
+    Ok(d)
+}
+
 pub(super) fn channel(ch: &str) -> Result<Channel, ApiError> {
     Ok(Channel::new(ch)?)
 }
@@ -255,7 +262,7 @@ pub(super) fn ttl_of(
 ) -> Result<Duration, ApiError> {
     match q {
         Some(v) => {
-            let d = parse_duration("ttl", v)?;
+            let d = parse_bounded("ttl", v, crate::durations::MAX_LIFETIME)?;
             if d.is_zero() {
                 return Err(ApiError::bad_request("ttl must be greater than zero"));
             }
@@ -551,7 +558,7 @@ async fn settle(
         "extend" => Settle::Extend,
         _ => Settle::Nack(
             match &b.delay {
-                Some(d) => parse_duration("delay", d)?,
+                Some(d) => parse_bounded("delay", d, crate::durations::MAX_NACK_DELAY)?,
                 None => Duration::ZERO,
             },
             b.error.map(|e| e.chars().take(1024).collect()),

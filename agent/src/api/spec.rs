@@ -188,7 +188,8 @@ pub fn routes() -> Vec<Route> {
 fn error_text(code: u16) -> &'static str {
     match code {
         400 => "Bad request: invalid name, body, query or value",
-        403 => "Forbidden: this node's role does not allow it",
+        403 => "Forbidden: this node's role does not allow it, or the cross-site guard refused the Host (forbidden_host) or Origin (forbidden_origin)",
+        415 => "A request a web page could send cross-site (text or form body, or a POST without body) without the X-Rmds-Request header (forbidden_content_type)",
         404 => "Not found",
         409 => "Conflict (exists already, expired, or no readers by policy)",
         413 => "Payload too large for the cluster's NATS max payload",
@@ -202,6 +203,9 @@ fn error_text(code: u16) -> &'static str {
 pub fn document() -> Value {
     let mut paths = Map::new();
     for route in routes() {
+        // The cross-site guard answers every route (403) and state-changing ones (415).
+        let changes = matches!(route.method, "post" | "put" | "patch" | "delete");
+        let guard: &[u16] = if changes { &[403, 415] } else { &[403] };
         let params: Vec<Value> = route
             .path
             .split('/')
@@ -210,6 +214,9 @@ pub fn document() -> Value {
             .chain(route.query.iter().map(|(name, d)| {
                 json!({"name": name, "in": "query", "required": false, "description": d, "schema": {"type": "string"}})
             }))
+            .chain(changes.then(|| json!({"name": "X-Rmds-Request", "in": "header", "required": false,
+                "description": "any value: marks a program's request; needed for text or form bodies and bodiless POSTs",
+                "schema": {"type": "string"}})))
             .collect();
         let mut responses = Map::new();
         let (ok, what) = route.ok;
@@ -222,7 +229,7 @@ pub fn document() -> Value {
             },
         );
         let err_ref = json!({"$ref": "#/components/schemas/Error"});
-        for &e in route.errors.iter().chain([503u16].iter()) {
+        for &e in route.errors.iter().chain(guard).chain([503u16].iter()) {
             responses.insert(
                 e.to_string(),
                 json!({"description": if e == 503 { "Store or agent unavailable" } else { error_text(e) },

@@ -13,8 +13,8 @@
 //! memory. Messages it held are redelivered when their leases run out.
 
 use super::messages::{
-    channel as parse_channel, check_reader, check_writer, message_json, parse_duration,
-    publish_one, ttl_of, Draft,
+    channel as parse_channel, check_reader, check_writer, message_json, parse_bounded, publish_one,
+    ttl_of, Draft,
 };
 use super::{ApiError, AppState};
 use crate::events::Event;
@@ -472,7 +472,7 @@ impl Session {
             "extend" => Settle::Extend,
             _ => Settle::Nack(
                 match &req.delay {
-                    Some(d) => parse_duration("delay", d)?,
+                    Some(d) => parse_bounded("delay", d, crate::durations::MAX_NACK_DELAY)?,
                     None => Duration::ZERO,
                 },
                 req.error.map(|e| e.chars().take(1024).collect()),
