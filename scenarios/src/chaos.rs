@@ -1,6 +1,7 @@
 //! `rmds-scenarios chaos`: a seeded nemesis against a live net, Jepsen-style.
 //!
 //! ```text
+//! cli       the subcommand's options, re-exec under unshare -n, the run
 //! schedule  seed → the list of faults, printed before the run (pure, unit-tested)
 //! netns     the private network namespace; the only way to run iptables
 //! bus       a NATS client that captures, replays and forges frames on rmds.>
@@ -16,6 +17,7 @@
 
 pub mod bus;
 pub mod check;
+pub mod cli;
 pub mod faults;
 pub mod netns;
 pub mod report;

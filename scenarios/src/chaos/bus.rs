@@ -80,33 +80,44 @@ impl Bus {
         self.captured.lock().map(|g| g.total).unwrap_or(0)
     }
 
-    fn sample(&self, rng: &mut StdRng, count: u32) -> Vec<Frame> {
+    /// `count` captured frames at random; with `announces`, half of them (when there
+    /// are any) keepalives, hellos and byes, which change what nodes believe.
+    fn sample(&self, rng: &mut StdRng, count: u32, announces: bool) -> Vec<Frame> {
         let g = self.captured.lock().unwrap_or_else(|p| p.into_inner());
-        let all = g.early.len() + g.recent.len();
-        if all == 0 {
+        let all: Vec<&Frame> = g.early.iter().chain(g.recent.iter()).collect();
+        let ann: Vec<&Frame> = all
+            .iter()
+            .copied()
+            .filter(|f| {
+                f.subject.ends_with(".keepalive")
+                    || f.subject.ends_with(".hello")
+                    || f.subject.ends_with(".bye")
+            })
+            .collect();
+        if all.is_empty() {
             return Vec::new();
         }
         (0..count)
-            .filter_map(|_| {
-                let i = rng.random_range(0..all);
-                if i < g.early.len() {
-                    g.early.get(i).cloned()
+            .map(|_| {
+                let from = if announces && !ann.is_empty() && rng.random_bool(0.5) {
+                    &ann
                 } else {
-                    g.recent.get(i - g.early.len()).cloned()
-                }
+                    &all
+                };
+                from[rng.random_range(0..from.len())].clone()
             })
             .collect()
     }
 
     /// Republishes `count` captured frames over `over`; returns how many were sent.
     pub async fn replay(&self, rng: &mut StdRng, count: u32, over: Duration) -> u32 {
-        let frames = self.sample(rng, count);
+        let frames = self.sample(rng, count, true);
         self.send(frames, over).await
     }
 
     /// Publishes `count` forged frames over `over`; returns how many were sent.
     pub async fn forge(&self, rng: &mut StdRng, count: u32, over: Duration) -> u32 {
-        let mut frames = self.sample(rng, count);
+        let mut frames = self.sample(rng, count, false);
         for f in frames.iter_mut() {
             let mut p = f.payload.to_vec();
             match rng.random_range(0..4u32) {

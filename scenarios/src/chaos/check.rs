@@ -161,7 +161,9 @@ pub async fn streams(
                     }
                     let (st, reason, at) = state(wc, &a.id, r).await;
                     match (st.as_str(), ch.kind) {
-                        ("expired", Kind::ShortTtl) => s.expired += 1,
+                        // The reader's copy expires too (2 s from its receipt) if the
+                        // application did not pull it in time.
+                        ("expired" | "delivered", Kind::ShortTtl) => s.expired += 1,
                         ("dropped", Kind::DropOldest) => s.dropped += 1,
                         ("expired" | "dropped", _) => s.unexplained.push((
                             a.n,

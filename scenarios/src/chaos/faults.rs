@@ -26,9 +26,10 @@ pub struct Applied {
     pub healed_ms: u64,
     /// What went wrong carrying it out or healing it, if anything.
     pub error: Option<String>,
-    /// Frames sent by a replay or forgery.
+    /// What the fault did, when it can be told: frames sent by a replay or forgery,
+    /// batches a full store refused.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub frames: Option<u32>,
+    pub note: Option<String>,
 }
 
 /// The nemesis over a started net.
@@ -84,12 +85,15 @@ impl Nemesis {
         let started_ms = self.elapsed_ms();
         let hold = Duration::from_millis(step.hold_ms);
         let until = Instant::now() + hold;
-        let mut frames = None;
-        let mut error = match self.apply(&step.fault, hold, &mut frames).await {
+        let mut note = None;
+        let mut error = match self.apply(&step.fault, hold, &mut note).await {
             Ok(()) => None,
             Err(e) => Some(format!("{e:#}")),
         };
         tokio::time::sleep_until(until.into()).await;
+        if let Fault::StoreFull { node } = &step.fault {
+            note = Some(self.refusals(node).await);
+        }
         if let Err(e) = self.heal(&step.fault).await {
             let msg = format!("heal: {e:#}");
             error = Some(error.map_or(msg.clone(), |p| format!("{p}; {msg}")));
@@ -99,12 +103,16 @@ impl Nemesis {
             started_ms,
             healed_ms: self.elapsed_ms(),
             error,
-            frames,
+            note,
         };
         eprintln!(
-            "  [{:>6.1}s] {}{}",
+            "  [{:>6.1}s] {}{}{}",
             started_ms as f64 / 1000.0,
             step.fault,
+            a.note
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default(),
             a.error
                 .as_deref()
                 .map(|e| format!("  (error: {e})"))
@@ -127,7 +135,7 @@ impl Nemesis {
         &mut self,
         fault: &Fault,
         hold: Duration,
-        frames: &mut Option<u32>,
+        note: &mut Option<String>,
     ) -> anyhow::Result<()> {
         match fault {
             Fault::KillRestart { node } => self.net.node(node).kill().await,
@@ -201,14 +209,28 @@ impl Nemesis {
             }
             Fault::Replay { frames: n } => {
                 let bus = self.bus.as_ref().context("no bus client")?;
-                *frames = Some(bus.replay(&mut self.rng, *n, hold).await);
+                let sent = bus.replay(&mut self.rng, *n, hold).await;
+                *note = Some(format!("{sent} frames sent"));
                 Ok(())
             }
             Fault::Forge { frames: n } => {
                 let bus = self.bus.as_ref().context("no bus client")?;
-                *frames = Some(bus.forge(&mut self.rng, *n, hold).await);
+                let sent = bus.forge(&mut self.rng, *n, hold).await;
+                *note = Some(format!("{sent} frames sent"));
                 Ok(())
             }
+        }
+    }
+
+    /// How often a (full) receiver refused to store since its last start.
+    async fn refusals(&mut self, node: &str) -> String {
+        let c = self.net.client(node);
+        match tokio::time::timeout(Duration::from_secs(5), c.stats()).await {
+            Ok(Ok(s)) => format!(
+                "store errors {}, nacks sent {}",
+                s["store_errors"], s["sent_nacks"]
+            ),
+            _ => "stats unavailable".into(),
         }
     }
 

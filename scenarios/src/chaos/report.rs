@@ -33,7 +33,8 @@ pub struct ChaosStream {
     pub reordered: Vec<(u64, u64)>,
     /// Received but never accepted nor ambiguous.
     pub unexpected: Vec<u64>,
-    /// Expired by TTL on the short-TTL channel (explained).
+    /// Expired by TTL on the short-TTL channel, at the sender or in the reader's log
+    /// before the application pulled it (explained).
     pub expired: usize,
     /// Dropped by `drop_oldest` on the drop channel (explained).
     pub dropped: usize,
@@ -188,7 +189,7 @@ impl ChaosReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
             "# Chaos run, seed {}\n\n`{}`\n\n**{}** in {:.0} s; cluster_key {}; network faults {}; \
-             {} frames captured on the bus.\n\n## Faults\n\n| t (s) | fault | hold (s) | error |\n| --- | --- | --- | --- |\n",
+             {} frames captured on the bus.\n\n## Faults\n\n| t (s) | fault | hold (s) | note | error |\n| --- | --- | --- | --- | --- |\n",
             self.seed,
             self.command,
             if self.passed { "passed" } else { "FAILED" },
@@ -199,10 +200,11 @@ impl ChaosReport {
         );
         for a in &self.history {
             s += &format!(
-                "| {:.1} | {} | {:.1} | {} |\n",
+                "| {:.1} | {} | {:.1} | {} | {} |\n",
                 a.started_ms as f64 / 1000.0,
                 a.step.fault,
                 (a.healed_ms - a.started_ms.min(a.healed_ms)) as f64 / 1000.0,
+                a.note.as_deref().unwrap_or(""),
                 a.error.as_deref().unwrap_or("")
             );
         }

@@ -175,7 +175,8 @@ pub fn schedule(seed: u64, opts: &Options) -> Vec<Step> {
         let fault = pick(&mut rng, opts);
         let hold_ms = match fault {
             Fault::CleanRestart { .. } => 0,
-            Fault::StoreFull { .. } | Fault::ClockSkew { .. } => rng.random_range(4_000..10_000),
+            Fault::StoreFull { .. } => rng.random_range(8_000..20_000),
+            Fault::ClockSkew { .. } => rng.random_range(4_000..10_000),
             Fault::Replay { .. } | Fault::Forge { .. } => rng.random_range(500..3_000),
             _ => rng.random_range(1_000..7_000),
         };
