@@ -65,6 +65,12 @@ pub const CHANNELS: [ChannelDef; 4] = [
     },
 ];
 
+/// The channel whose big messages fill a receiver's store (store-full fault); its
+/// reader joins it only for the fault, and no checker looks at it.
+pub const BALLAST: &str = "ballast";
+/// Who publishes the ballast.
+pub const BALLAST_WRITER: &str = "alice";
+
 /// TTL of the short-lived channel's messages.
 const SHORT_TTL: Duration = Duration::from_secs(2);
 
@@ -129,7 +135,10 @@ async fn start_net(cfg: &ChaosConfig) -> anyhow::Result<TestNet> {
         ("lisa", "reader"),
         ("andy", "reader"),
     ] {
-        let j = joins(role);
+        let mut j = joins(role);
+        if node == BALLAST_WRITER {
+            j.push(format!("{BALLAST}:writer"));
+        }
         let j: Vec<&str> = j.iter().map(String::as_str).collect();
         b = b.agent(node, &j).proxied(node);
     }

@@ -8,12 +8,18 @@ use crate::harness::{signal, TestNet};
 use anyhow::Context;
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
+use rand::Rng;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// libfaketime, as Debian's `faketime` package installs it.
 pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// Ballast messages published per store-full fault.
+const BALLAST_MESSAGES: usize = 12;
+/// Size of one ballast message (12 × 128 KiB is past the 1 MB limit).
+const BALLAST_BYTES: usize = 128 * 1024;
 
 /// A fault as it happened.
 #[derive(Debug, Clone, Serialize)]
@@ -192,7 +198,8 @@ impl Nemesis {
                     s.insert("max_size_mb".into(), toml::Value::Integer(1));
                 }
                 self.restart_with(node, &toml::to_string(&t)?, Vec::new())
-                    .await
+                    .await?;
+                self.ballast(node).await
             }
             Fault::ClockSkew { node, offset_s } => {
                 if !self.faketime {
@@ -220,6 +227,22 @@ impl Nemesis {
                 Ok(())
             }
         }
+    }
+
+    /// Fills `node`'s store past its limit with incompressible messages on the
+    /// ballast channel (which no checker looks at), published by alice.
+    async fn ballast(&mut self, node: &str) -> anyhow::Result<()> {
+        self.net
+            .client(node)
+            .join(super::BALLAST, rmds::Role::Reader)
+            .await?;
+        let w = self.net.client(super::BALLAST_WRITER);
+        for _ in 0..BALLAST_MESSAGES {
+            let payload: Vec<u8> = (0..BALLAST_BYTES).map(|_| self.rng.random()).collect();
+            w.publish_bytes(super::BALLAST, payload, "application/octet-stream", None)
+                .await?;
+        }
+        Ok(())
     }
 
     /// How often a (full) receiver refused to store since its last start.
