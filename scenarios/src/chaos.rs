@@ -12,7 +12,7 @@
 //! ```
 //!
 //! A run: start NATS and four agents (alice writer, bob rw, lisa and andy readers) on
-//! four channels with mixed policies, start traffic, carry out the schedule, heal
+//! five channels with mixed policies, start traffic, carry out the schedule, heal
 //! everything, let delivery settle, judge every stream.
 
 pub mod bus;
@@ -42,7 +42,7 @@ pub const READERS: [&str; 3] = ["bob", "lisa", "andy"];
 pub const NODES: [&str; 4] = ["alice", "bob", "lisa", "andy"];
 
 /// The channels and the policies they exercise.
-pub const CHANNELS: [ChannelDef; 4] = [
+pub const CHANNELS: [ChannelDef; 5] = [
     ChannelDef {
         name: "orders",
         kind: Kind::Reject,
@@ -62,6 +62,11 @@ pub const CHANNELS: [ChannelDef; 4] = [
         name: "jobs",
         kind: Kind::Poison,
         about: "group max_deliveries 3, every 10th nacked",
+    },
+    ChannelDef {
+        name: "late",
+        kind: Kind::Late,
+        about: "default, readers join after the start",
     },
 ];
 
@@ -122,9 +127,11 @@ fn channel_table() -> toml::Value {
 }
 
 async fn start_net(cfg: &ChaosConfig) -> anyhow::Result<TestNet> {
+    // Only alice is on `late` at start; the others join in `setup`.
     let joins = |role: &str| -> Vec<String> {
         CHANNELS
             .iter()
+            .filter(|c| c.kind != Kind::Late || role == "writer")
             .map(|c| format!("{}:{role}", c.name))
             .collect()
     };
@@ -155,7 +162,23 @@ async fn start_net(cfg: &ChaosConfig) -> anyhow::Result<TestNet> {
     b.start().await
 }
 
+/// Time the bus client gets to capture announcements from before the late joins.
+const LATE_JOIN_AFTER: Duration = Duration::from_secs(3);
+
 async fn setup(net: &TestNet, channels: &[ChannelDef]) -> anyhow::Result<()> {
+    if channels.iter().any(|c| c.kind == Kind::Late) {
+        tokio::time::sleep(LATE_JOIN_AFTER).await;
+        for r in READERS {
+            let role = if WRITERS.contains(&r) {
+                rmds::Role::Rw
+            } else {
+                rmds::Role::Reader
+            };
+            for ch in channels.iter().filter(|c| c.kind == Kind::Late) {
+                net.client(r).join(ch.name, role).await?;
+            }
+        }
+    }
     for r in READERS {
         let c = net.client(r);
         for &ch in channels {
@@ -206,8 +229,8 @@ pub async fn run(cfg: ChaosConfig, ns: Option<netns::Netns>) -> anyhow::Result<C
     let netns_id = ns.as_ref().map(|n| n.id().to_string());
     let net = start_net(&cfg).await?;
     eprintln!("net in {}", net.dir().display());
-    setup(&net, &cfg.channels).await?;
     let bus = bus::Bus::start(&net.nats.url(), "rmds").await.ok();
+    setup(&net, &cfg.channels).await?;
     let clients: BTreeMap<String, rmds::Client> = NODES
         .iter()
         .map(|n| (n.to_string(), net.client(n)))

@@ -65,9 +65,9 @@ fn given_a_fixed_seed_when_chaos_runs_a_minute_then_every_stream_is_judged() {
     let history = r["history"].as_array().unwrap();
     assert!(!schedule.is_empty());
     assert_eq!(schedule.len(), history.len(), "every fault carried out");
-    // (alice → bob, lisa, andy) + (bob → lisa, andy), on four channels.
+    // (alice → bob, lisa, andy) + (bob → lisa, andy), on five channels.
     let streams = r["streams"].as_array().unwrap();
-    assert_eq!(streams.len(), 5 * 4, "{stdout}");
+    assert_eq!(streams.len(), 5 * 5, "{stdout}");
     for s in streams {
         assert!(s["accepted"].as_u64().unwrap() > 0, "{s}");
     }

@@ -41,7 +41,7 @@ enum Cmd {
         #[arg(long)]
         faulty_consumer: bool,
     },
-    /// A seeded nemesis against four agents on four channels (see docs/chaos.md).
+    /// A seeded nemesis against four agents on five channels (see docs/chaos.md).
     Chaos(chaos::cli::ChaosArgs),
 }
 

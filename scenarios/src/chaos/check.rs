@@ -20,6 +20,9 @@ pub enum Kind {
     ShortTtl,
     /// A consumer group with `max_deliveries` and poison messages.
     Poison,
+    /// Default policy; the readers join only after the bus client captured their
+    /// first announcements, so a replay of those says they are not members.
+    Late,
 }
 
 /// A channel of the run.

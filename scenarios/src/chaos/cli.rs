@@ -26,7 +26,7 @@ pub struct ChaosArgs {
     /// Longest wait for delivery to settle after healing (seconds).
     #[arg(long, default_value_t = 120)]
     pub settle_secs: u64,
-    /// Leaves a channel out (orders, ticks, flash, jobs); repeatable.
+    /// Leaves a channel out (orders, ticks, flash, jobs, late); repeatable.
     #[arg(long)]
     pub skip: Vec<String>,
     /// No private network namespace: skips packet loss and blackholes (no root needed).
