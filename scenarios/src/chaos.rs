@@ -285,8 +285,18 @@ pub async fn run(cfg: ChaosConfig, ns: Option<netns::Netns>) -> anyhow::Result<C
     for p in publishers {
         let _ = p.await;
     }
-    if let Err(e) = settle(&clients, &cfg.channels, cfg.settle).await {
-        findings.push(format!("delivery did not settle: {e:#}"));
+    let mut notes = Vec::new();
+    match settle(&clients, &cfg.channels, cfg.settle).await {
+        Ok(Settled::Empty) => {}
+        Ok(Settled::Strangers(v)) => {
+            for (w, p, who) in v {
+                notes.push(format!(
+                    "{w} keeps {p} messages pending for peers the run never started \
+                     ({who:?}): forged announcements accepted as members"
+                ));
+            }
+        }
+        Err(e) => findings.push(format!("delivery did not settle: {e:#}")),
     }
     stop_con.store(true, Ordering::Relaxed);
     for c in consumers {
@@ -337,6 +347,7 @@ pub async fn run(cfg: ChaosConfig, ns: Option<netns::Netns>) -> anyhow::Result<C
         fault_counts,
         streams,
         findings,
+        notes,
         refused: l
             .refused
             .iter()
@@ -347,59 +358,118 @@ pub async fn run(cfg: ChaosConfig, ns: Option<netns::Netns>) -> anyhow::Result<C
     })
 }
 
-/// Waits until every sender has nothing pending and every group of every reader is
-/// empty, three polls in a row.
+/// How settling ended.
+enum Settled {
+    /// Every backlog and group empty.
+    Empty,
+    /// Groups empty, but writers keep a stable backlog for peers that are not part
+    /// of the run (forged announcements without `cluster_key`): (writer, pending,
+    /// strangers).
+    Strangers(Vec<(String, u64, Vec<String>)>),
+}
+
+/// Polls needed in a row (500 ms apart) for a verdict.
+const QUIET_POLLS: u32 = 3;
+/// Polls a non-zero backlog must stay unchanged to be put down to strangers.
+const STABLE_POLLS: u32 = 20;
+
+/// Waits until every reader group is empty and every writer has nothing pending (or,
+/// if peers the run never started exist, a backlog that no longer moves).
 async fn settle(
     clients: &BTreeMap<String, rmds::Client>,
     channels: &[ChannelDef],
     timeout: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Settled> {
     let deadline = Instant::now() + timeout;
-    let mut quiet = 0;
+    let (mut quiet, mut stable) = (0, 0);
     let mut last = String::new();
+    let mut prev: Vec<u64> = Vec::new();
     while Instant::now() < deadline {
         match busy(clients, channels).await {
-            None => quiet += 1,
-            Some(what) => {
+            Ok(pending) if pending.iter().all(|&p| p == 0) => {
+                quiet += 1;
+                if quiet >= QUIET_POLLS {
+                    return Ok(Settled::Empty);
+                }
+            }
+            Ok(pending) => {
                 quiet = 0;
+                stable = if pending == prev { stable + 1 } else { 0 };
+                last = format!("writers' pending {pending:?}");
+                if stable >= STABLE_POLLS {
+                    let strangers = strangers(clients).await;
+                    if !strangers.is_empty() {
+                        let v = WRITERS
+                            .iter()
+                            .zip(&pending)
+                            .filter(|(_, &p)| p > 0)
+                            .map(|(w, &p)| (w.to_string(), p, strangers.clone()))
+                            .collect();
+                        return Ok(Settled::Strangers(v));
+                    }
+                }
+                prev = pending;
+            }
+            Err(what) => {
+                quiet = 0;
+                stable = 0;
                 last = what;
             }
-        }
-        if quiet >= 3 {
-            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     anyhow::bail!("still busy after {timeout:?}: {last}")
 }
 
-/// What still has work, if anything.
-async fn busy(clients: &BTreeMap<String, rmds::Client>, channels: &[ChannelDef]) -> Option<String> {
-    let t = Duration::from_secs(5);
-    for w in WRITERS {
-        let s = tokio::time::timeout(t, clients[w].stats()).await;
-        match s.ok().and_then(|r| r.ok()) {
-            Some(s) if s["pending_messages"].as_u64() == Some(0) => {}
-            Some(s) => return Some(format!("{w} has {} pending", s["pending_messages"])),
-            None => return Some(format!("{w} does not answer")),
+/// Peers some agent knows that the run did not start.
+async fn strangers(clients: &BTreeMap<String, rmds::Client>) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for c in clients.values() {
+        let t = Duration::from_secs(5);
+        if let Ok(Ok(v)) = tokio::time::timeout(t, c.get_json("/v1/nodes")).await {
+            let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+            for n in nodes {
+                let id = n["node_id"].as_str().or_else(|| n["id"].as_str());
+                if let Some(id) = id.filter(|id| !NODES.contains(id)) {
+                    out.insert(id.to_string());
+                }
+            }
         }
     }
+    out.into_iter().collect()
+}
+
+/// Each writer's pending messages once every reader group is empty, or what still
+/// has work.
+async fn busy(
+    clients: &BTreeMap<String, rmds::Client>,
+    channels: &[ChannelDef],
+) -> Result<Vec<u64>, String> {
+    let t = Duration::from_secs(5);
     for r in READERS {
         for ch in channels {
             let g = tokio::time::timeout(t, clients[r].group(ch.name, group_of(ch))).await;
             match g.ok().and_then(|r| r.ok()) {
                 Some(g) if g["pending"].as_u64() == Some(0) => {}
                 Some(g) => {
-                    return Some(format!(
+                    return Err(format!(
                         "{r}'s group on {} has {} pending",
                         ch.name, g["pending"]
                     ))
                 }
-                None => return Some(format!("{r} does not answer")),
+                None => return Err(format!("{r} does not answer")),
             }
         }
     }
-    None
+    let mut pending = Vec::new();
+    for w in WRITERS {
+        let s = tokio::time::timeout(t, clients[w].stats()).await;
+        match s.ok().and_then(|r| r.ok()) {
+            Some(s) => pending.push(s["pending_messages"].as_u64().unwrap_or(u64::MAX)),
+            None => return Err(format!("{w} does not answer")),
+        }
+    }
+    Ok(pending)
 }
 
 fn now_ms() -> i64 {

@@ -153,6 +153,9 @@ pub struct ChaosReport {
     pub streams: Vec<ChaosStream>,
     /// Findings outside the streams: settle timeouts, panics, agents that died.
     pub findings: Vec<String>,
+    /// Observations that do not fail the run (e.g. phantom peers from forged frames
+    /// without `cluster_key`).
+    pub notes: Vec<String>,
     /// Frames captured on the bus.
     pub frames_captured: u64,
     /// Publishes refused for good, by (writer/channel) and code.
@@ -180,6 +183,9 @@ impl ChaosReport {
         }
         for f in &self.findings {
             s += &format!("  finding: {f}\n");
+        }
+        for n in &self.notes {
+            s += &format!("  note: {n}\n");
         }
         s += &format!("reproduce: {}\n", self.command);
         s
@@ -243,6 +249,12 @@ impl ChaosReport {
         }
         if !any {
             s += "None.\n";
+        }
+        if !self.notes.is_empty() {
+            s += "\n## Notes\n\n";
+            for n in &self.notes {
+                s += &format!("- {n}\n");
+            }
         }
         s
     }
