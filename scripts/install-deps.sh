@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Installs what rmds needs at run and test time: nats-server (Debian package).
+# Installs what rmds needs at run and test time (Debian packages): nats-server for
+# every test, and for `rmds-scenarios chaos` iptables (packet loss and blackholes inside
+# the run's own network namespace), iproute2 (`ip`), util-linux (`unshare`) and
+# faketime (agents with a skewed clock). Each is checked on its own; only what is
+# missing is installed.
 set -euo pipefail
-if command -v nats-server >/dev/null 2>&1; then
+missing=()
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing+=(faketime)
+if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-echo "installing nats-server..."
+echo "installing ${missing[*]}..."
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 nats-server --version

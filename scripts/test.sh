@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command: install what the tests need, then check formatting, lints, every test,
-# the whole outage-scenario catalogue on local processes, and the NATS-outage scenario
+# the whole outage-scenario catalogue and the chaos nemesis on fixed seeds on local
+# processes, and the NATS-outage scenario
 # on the docker-compose stack (images built locally; skipped only without Docker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,19 @@ cargo build --workspace --bins
 cargo test --workspace
 echo "== outage scenarios (processes) =="
 ./target/debug/rmds-scenarios run all --report target/scenarios-processes.md
+echo "== chaos nemesis: fixed seeds, about a minute each (docs/chaos.md) =="
+# Network faults run in a private network namespace and need root; without it, skip them.
+CHAOS_NETNS=""
+if [ "$(id -u)" != 0 ]; then CHAOS_NETNS="--no-netns"; fi
+chaos_failed=""
+for seed in 1 2 3; do
+  ./target/debug/rmds-scenarios chaos --seed "$seed" --minutes 1 $CHAOS_NETNS \
+    --report "target/chaos-seed-$seed.md" || chaos_failed="$chaos_failed $seed"
+done
+if [ -n "$chaos_failed" ]; then
+  echo "chaos: seeds$chaos_failed failed (reports in target/chaos-seed-*.md)"
+  exit 1
+fi
 if docker info >/dev/null 2>&1; then
   echo "== NATS-outage scenario (docker-compose) =="
   ./scripts/build-images.sh

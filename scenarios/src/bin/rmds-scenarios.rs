@@ -6,10 +6,12 @@
 //! rmds-scenarios list
 //! rmds-scenarios run all --report docs/scenarios.md
 //! rmds-scenarios run nats-outage --backend compose
+//! rmds-scenarios chaos --seed 7 --minutes 2 --report chaos.md
 //! ```
 
 use clap::{Parser, Subcommand};
 use rmds_scenarios::catalogue::{self, CATALOGUE};
+use rmds_scenarios::chaos::{self, netns::Netns};
 use rmds_scenarios::report;
 use rmds_scenarios::scenario::Backend;
 
@@ -39,12 +41,27 @@ enum Cmd {
         #[arg(long)]
         faulty_consumer: bool,
     },
+    /// A seeded nemesis against four agents on five channels (see docs/chaos.md).
+    Chaos(chaos::cli::ChaosArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Before any thread or process starts: maybe re-executed in a network namespace
+    // of its own, which is then proven (the only way to reach iptables).
+    let ns = match &args.cmd {
+        Cmd::Chaos(c) => c.prepare()?,
+        _ => None,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args, ns))
+}
+
+async fn run(args: Args, ns: Option<Netns>) -> anyhow::Result<()> {
     match args.cmd {
+        Cmd::Chaos(c) => c.run(ns).await,
         Cmd::List => {
             for s in CATALOGUE {
                 let backends = if s.compose {

@@ -27,6 +27,7 @@ pub struct AgentProc {
     bin: PathBuf,
     child: Option<Child>,
     paused: bool,
+    env: Vec<(String, String)>,
     client: rmds::Client,
 }
 
@@ -51,6 +52,7 @@ impl AgentProc {
             bin: bin.to_path_buf(),
             child: None,
             paused: false,
+            env: Vec::new(),
             client: rmds::Client::new(format!("http://127.0.0.1:{port}")),
         })
     }
@@ -80,6 +82,12 @@ impl AgentProc {
         &self.client
     }
 
+    /// Environment variables for the next starts (e.g. libfaketime's `LD_PRELOAD` and
+    /// `FAKETIME`); an empty list starts the agent with the inherited environment only.
+    pub fn set_env(&mut self, env: Vec<(String, String)>) {
+        self.env = env;
+    }
+
     /// Whether the process is running (paused counts as running).
     pub fn running(&self) -> bool {
         self.child.is_some()
@@ -102,6 +110,7 @@ impl AgentProc {
         let child = Command::new(&self.bin)
             .arg("--config")
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true)
