@@ -374,6 +374,9 @@ impl DeliveryTask {
             self.shared.metrics.invalid_acks.inc();
             return;
         }
+        if !ack.had.is_empty() {
+            self.correct_statuses(&ack);
+        }
         let key = (ack.receiver.clone(), ack.channel.clone());
         match self.streams.get(&key) {
             Some(h) => {
@@ -384,6 +387,36 @@ impl DeliveryTask {
                 self.shared.metrics.invalid_acks.inc();
             }
         }
+    }
+
+    /// The receiver had these skipped messages (its ACK had been lost before the
+    /// sender gave up on them): record them as delivered, not dead, expired or dropped.
+    fn correct_statuses(&self, ack: &Ack) {
+        let mut had: Vec<u64> = ack
+            .had
+            .iter()
+            .copied()
+            .filter(|&s| s <= ack.acked)
+            .collect();
+        had.truncate(crate::wire::MAX_HAD);
+        let (r, c) = (ack.receiver.to_string(), ack.channel.to_string());
+        let shared = self.shared.clone();
+        self.shared.tasks.spawn(async move {
+            match shared
+                .store
+                .writer
+                .run(move |conn| store::outbox::delivered_after_all(conn, &r, &c, &had))
+                .await
+            {
+                Ok(n) => {
+                    shared.metrics.corrected_statuses.inc_by(n);
+                }
+                Err(e) => {
+                    shared.metrics.store_errors.inc();
+                    tracing::warn!(error = %e, "cannot correct statuses");
+                }
+            }
+        });
     }
 
     async fn route(&mut self, node: NodeId, channel: Channel) {

@@ -231,6 +231,7 @@ impl Inbox {
             new_last = batch.base - 1;
             jumped = true;
         }
+        self.report_had(&key, &batch, committed).await;
         let now = now_ms();
         let mut msgs = Vec::new();
         for e in &batch.entries {
@@ -267,7 +268,7 @@ impl Inbox {
             // Nothing new. Re-acknowledge what is committed, unless a commit is in
             // flight (its ACK follows).
             if self.inflight.get(&key).copied().unwrap_or(0) == 0 && committed > 0 {
-                self.send_ack(&key, committed).await;
+                self.send_ack(&key, committed, Vec::new()).await;
             }
             return None;
         }
@@ -306,7 +307,10 @@ impl Inbox {
             Ok(outcome) => {
                 let c = self.committed.entry(done.key.clone()).or_insert(0);
                 *c = (*c).max(done.last);
-                self.metrics.processed.inc_by(done.count);
+                self.metrics
+                    .processed
+                    .inc_by(done.count - outcome.repeated.min(done.count));
+                self.metrics.repeated_ids.inc_by(outcome.repeated);
                 if outcome.count > 0 {
                     self.heads.advance(&done.key.2, outcome.head);
                 }
@@ -322,7 +326,7 @@ impl Inbox {
                         );
                     }
                 }
-                self.send_ack(&done.key, done.last).await;
+                self.send_ack(&done.key, done.last, Vec::new()).await;
             }
             Err(e) => {
                 // Forget what was accepted but not committed; tell the sender, which
@@ -356,13 +360,44 @@ impl Inbox {
         }
     }
 
-    async fn send_ack(&self, key: &StreamKey, acked: u64) {
+    /// Skips for sequences already committed here: if this node has the skipped
+    /// message (the sender gave up on it because ACKs were lost), say so, so that the
+    /// sender's status reads delivered. Rare, so the lookup may wait for the store.
+    async fn report_had(&self, key: &StreamKey, batch: &DataBatch, committed: u64) {
+        let asked: Vec<(u64, String)> = batch
+            .entries
+            .iter()
+            .filter(|e| e.seq <= committed && e.body.is_none())
+            .filter_map(|e| e.skipped.clone().map(|id| (e.seq, id)))
+            .take(crate::wire::MAX_HAD)
+            .collect();
+        if asked.is_empty() {
+            return;
+        }
+        let (s, c) = (key.0.to_string(), key.2.to_string());
+        match self
+            .store
+            .reads
+            .read(move |conn| store::inbox::have(conn, &c, &s, &asked))
+            .await
+        {
+            Ok(had) if !had.is_empty() => self.send_ack(key, committed, had).await,
+            Ok(_) => {}
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                tracing::warn!(error = %e, "cannot look up skipped messages");
+            }
+        }
+    }
+
+    async fn send_ack(&self, key: &StreamKey, acked: u64, had: Vec<u64>) {
         let ack = Packet::Ack(Ack {
             receiver: self.me.clone(),
             sender: key.0.clone(),
             channel: key.2.clone(),
             epoch: key.1,
             acked,
+            had,
         });
         match self
             .transport

@@ -96,6 +96,8 @@ metrics! {
         received_nacks: "Negative acknowledgements received from receivers",
         streams_released: "Idle sending streams whose task and memory were released",
         inbox_cache_pruned: "Times the inbox forgot idle stream state to stay within its bound",
+        corrected_statuses: "Deliveries recorded as dead, expired or dropped that the receiver turned out to have (now delivered)",
+        repeated_ids: "Received messages not appended because the log already has their id (another stream carried them)",
         subscribe_failures: "NATS subscribe attempts that failed (retried with backoff)",
         refused_rounds: "Rounds a receiver refused (could not store); the stream waits, no attempt is spent",
     }
@@ -189,6 +191,8 @@ impl Metrics {
             "refused_rounds": self.refused_rounds.get(),
             "streams_released": self.streams_released.get(),
             "subscribe_failures": self.subscribe_failures.get(),
+            "corrected_statuses": self.corrected_statuses.get(),
+            "repeated_ids": self.repeated_ids.get(),
             "api_refused_host": self.refused_count("host"),
             "api_refused_origin": self.refused_count("origin"),
             "api_refused_content_type": self.refused_count("content_type"),

@@ -29,6 +29,9 @@ pub const ENTRY_OVERHEAD: usize = 96;
 /// Most framing MessagePack adds to one string or binary value (a str32/bin32 header).
 const VALUE_HEADER_MAX: usize = 5;
 
+/// Most skipped sequences one ACK reports as had (delivered before the skip).
+pub const MAX_HAD: usize = 1024;
+
 /// Highest sequence number a stream can have: sequences are stored as SQLite's signed
 /// 64-bit integers, so anything above is forged or corrupt and refused while decoding.
 pub const MAX_SEQ: u64 = i64::MAX as u64;

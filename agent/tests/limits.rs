@@ -256,7 +256,7 @@ async fn ghost_receiver(
                     }
                     last = e.seq;
                 }
-                let ack = Packet::Ack(Ack { receiver: me.clone(), sender: b.sender.clone(), channel: b.channel.clone(), epoch: b.epoch, acked: last });
+                let ack = Packet::Ack(Ack { receiver: me.clone(), sender: b.sender.clone(), channel: b.channel.clone(), epoch: b.epoch, acked: last, had: vec![] });
                 nc.publish("rmds.node.alice.ack", codec.encode(&ack).into()).await.unwrap();
             }
         }

@@ -22,6 +22,7 @@ fn ack(sender_epoch: u64, acked: u64) -> Packet {
         channel: Channel::new("chat").unwrap(),
         epoch: sender_epoch,
         acked,
+        had: vec![],
     })
 }
 

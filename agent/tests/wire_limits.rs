@@ -110,6 +110,7 @@ async fn given_forged_sequences_near_u64_max_when_received_then_refused_and_the_
                 .map(|&seq| Entry {
                     seq,
                     body: Some(body("01ARZ3NDEKTSV4RRFFQ69G5FAV")),
+                    skipped: None,
                 })
                 .collect(),
         });
@@ -123,7 +124,11 @@ async fn given_forged_sequences_near_u64_max_when_received_then_refused_and_the_
             receiver: NodeId::new("bob").unwrap(),
             channel: Channel::new("chat").unwrap(),
             base: 1,
-            entries: vec![Entry { seq: 1, body: None }],
+            entries: vec![Entry {
+                seq: 1,
+                body: None,
+                skipped: None,
+            }],
         });
         nc.publish("rmds.node.bob.data", codec.encode(&p).into())
             .await

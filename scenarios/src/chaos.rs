@@ -229,7 +229,9 @@ pub async fn run(cfg: ChaosConfig, ns: Option<netns::Netns>) -> anyhow::Result<C
     let netns_id = ns.as_ref().map(|n| n.id().to_string());
     let net = start_net(&cfg).await?;
     eprintln!("net in {}", net.dir().display());
-    let bus = bus::Bus::start(&net.nats.url(), "rmds").await.ok();
+    let bus = bus::Bus::start(&net.nats.url(), "rmds", cfg.cluster_key)
+        .await
+        .ok();
     setup(&net, &cfg.channels).await?;
     let clients: BTreeMap<String, rmds::Client> = NODES
         .iter()

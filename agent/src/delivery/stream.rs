@@ -454,10 +454,12 @@ impl StreamTask {
                 Some(r) if r.seq == seq => rows.next(),
                 _ => None,
             };
+            let mut skipped = None;
             let body = match row {
                 Some(row) if row.state.pending() => {
                     if row.expires_at <= now {
                         expired.push(seq);
+                        skipped = Some(row.id);
                         None
                     } else {
                         let headers: Vec<(String, String)> =
@@ -473,6 +475,7 @@ impl StreamTask {
                         );
                         if b.approx_size() > budget {
                             oversize.push(seq);
+                            skipped = Some(b.id);
                             None
                         } else {
                             Some(b)
@@ -480,11 +483,15 @@ impl StreamTask {
                     }
                 }
                 // Delivered rows cannot be above the ACK; dead, expired, dropped and
-                // deleted rows travel as explicit skips.
+                // deleted rows travel as explicit skips, with the id when known.
                 Some(row) if row.state == DeliveryState::Delivered => None,
-                _ => None,
+                Some(row) => {
+                    skipped = Some(row.id);
+                    None
+                }
+                None => None,
             };
-            entries.push(Entry { seq, body });
+            entries.push(Entry { seq, body, skipped });
         }
         // Skips go out only for rows whose new state is committed.
         if !self
@@ -507,7 +514,10 @@ impl StreamTask {
         let mut ok = true;
         let mut messages = 0u64;
         for e in entries {
-            let sz = e.body.as_ref().map_or(16, MessageBody::approx_size);
+            let sz = e.body.as_ref().map_or(
+                16 + e.skipped.as_ref().map_or(0, String::len),
+                MessageBody::approx_size,
+            );
             if !batch.is_empty() && size + sz > budget {
                 let last = batch.last().map_or(sent_upto, |e| e.seq);
                 let n = batch.iter().filter(|e| e.body.is_some()).count() as u64;

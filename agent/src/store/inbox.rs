@@ -31,6 +31,9 @@ pub struct AppendOutcome {
     pub count: u64,
     /// The channel's next offset after the append.
     pub head: u64,
+    /// Messages not appended because the channel's log already has their id (a copy
+    /// that came on another stream: a forged or recreated sender epoch).
+    pub repeated: u64,
 }
 
 /// Highest sequence committed for a stream, if the stream is known.
@@ -78,12 +81,21 @@ pub fn append(
     }
     let first = head(conn, channel)?;
     let mut offset = first;
+    let mut repeated = 0;
     {
+        // A message id is appended to a channel's log once, whatever stream brings it.
+        let mut seen = conn.prepare_cached(
+            "SELECT 1 FROM channel_log WHERE message_id = ? AND channel = ? LIMIT 1",
+        )?;
         let mut insert = conn.prepare_cached(
             "INSERT INTO channel_log(channel, offset, message_id, sender, created_at, received_at, expires_at, content_type, headers, payload)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )?;
         for m in msgs {
+            if seen.exists(params![m.id, channel])? {
+                repeated += 1;
+                continue;
+            }
             insert.execute(params![
                 channel,
                 offset as i64,
@@ -115,6 +127,7 @@ pub fn append(
         first_offset: first,
         count: offset - first,
         head: offset,
+        repeated,
     })
 }
 
@@ -125,4 +138,24 @@ pub fn heads(conn: &Connection) -> Result<Vec<(String, u64)>> {
         .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
         .collect::<std::result::Result<_, _>>()?;
     Ok(rows)
+}
+
+/// Of these (sequence, message id) pairs skipped by `sender`, the sequences whose
+/// message is in `channel`'s log here.
+pub fn have(
+    conn: &Connection,
+    channel: &str,
+    sender: &str,
+    asked: &[(u64, String)],
+) -> Result<Vec<u64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT 1 FROM channel_log WHERE message_id = ? AND channel = ? AND sender = ? LIMIT 1",
+    )?;
+    let mut had = Vec::new();
+    for (seq, id) in asked {
+        if stmt.exists(params![id, channel, sender])? {
+            had.push(*seq);
+        }
+    }
+    Ok(had)
 }

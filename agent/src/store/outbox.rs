@@ -333,6 +333,35 @@ pub fn ack(conn: &Connection, receiver: &str, channel: &str, upto: u64) -> Resul
     Ok(n as u64)
 }
 
+/// The receiver reports it had these sequences although the sender had finished them
+/// as dead, expired or dropped (its ACK was lost): they are delivered. Their dead
+/// letters go away. Returns how many deliveries changed.
+pub fn delivered_after_all(
+    conn: &Connection,
+    receiver: &str,
+    channel: &str,
+    seqs: &[u64],
+) -> Result<u64> {
+    let mut n = 0;
+    let now = now_ms();
+    for &seq in seqs {
+        let changed = conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 2, done_at = ?, reason = NULL
+                 WHERE receiver = ? AND channel = ? AND seq = ? AND state IN (3, 4, 5)",
+            )?
+            .execute(params![now, receiver, channel, seq as i64])?;
+        if changed > 0 {
+            conn.prepare_cached(
+                "DELETE FROM dead_letters WHERE receiver = ? AND channel = ? AND seq = ?",
+            )?
+            .execute(params![receiver, channel, seq as i64])?;
+        }
+        n += changed as u64;
+    }
+    Ok(n)
+}
+
 /// Moves the delivery to the dead-letter store with its reason and attempt history.
 #[allow(clippy::too_many_arguments)]
 pub fn dead_letter(
@@ -789,3 +818,6 @@ pub fn backlogs(conn: &Connection) -> Result<Vec<(String, u64)>> {
 pub fn unrouted_count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM unrouted", [], |r| r.get::<_, i64>(0))? as u64)
 }
+
+#[cfg(test)]
+mod tests;

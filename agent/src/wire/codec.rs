@@ -137,8 +137,13 @@ mod tests {
                         &[b'a'; 1000],
                         Some(256),
                     )),
+                    skipped: None,
                 },
-                Entry { seq: 2, body: None },
+                Entry {
+                    seq: 2,
+                    body: None,
+                    skipped: None,
+                },
             ],
         })
     }
@@ -185,6 +190,7 @@ mod tests {
             channel: Channel::new("c").unwrap(),
             epoch: 1,
             acked: 5,
+            had: vec![],
         });
         let frame = signed.encode(&p);
         assert_eq!(signed.decode(&frame).unwrap(), p);
@@ -226,6 +232,7 @@ mod tests {
                 entries: vec![Entry {
                     seq: crate::wire::MAX_SEQ,
                     body: Some(body),
+                    skipped: None,
                 }],
             });
             let frame = codec.encode(&p);
@@ -248,7 +255,11 @@ mod tests {
                 receiver: NodeId::new("b").unwrap(),
                 channel: Channel::new("c").unwrap(),
                 base,
-                entries: vec![Entry { seq, body: None }],
+                entries: vec![Entry {
+                    seq,
+                    body: None,
+                    skipped: None,
+                }],
             });
             assert!(matches!(
                 codec.decode(&codec.encode(&p)),

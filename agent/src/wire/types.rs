@@ -94,6 +94,11 @@ pub struct Entry {
     pub seq: u64,
     /// The message, or `None` for a skip.
     pub body: Option<MessageBody>,
+    /// For a skip: the id of the message skipped, when the sender still knows it. A
+    /// receiver that already has that message says so in its ACK (`had`), so that the
+    /// sender records it as delivered rather than dead, expired or dropped.
+    #[serde(default)]
+    pub skipped: Option<String>,
 }
 
 /// One message as it travels.
@@ -129,6 +134,10 @@ pub struct Ack {
     pub epoch: u64,
     /// Highest contiguous sequence committed by the receiver.
     pub acked: u64,
+    /// Skipped sequences whose message the receiver had committed before the skip
+    /// came (its ACK had been lost): they were delivered after all.
+    #[serde(default)]
+    pub had: Vec<u64>,
 }
 
 /// A node's self-description, sent in hello and keepalive.
@@ -231,7 +240,7 @@ impl Packet {
         let max = super::MAX_SEQ;
         let bad = match self {
             Packet::Data(b) => b.base == 0 || b.base > max || b.entries.iter().any(|e| e.seq > max),
-            Packet::Ack(a) => a.acked > max,
+            Packet::Ack(a) => a.acked > max || a.had.len() > super::MAX_HAD,
             Packet::Nack(n) => n.acked > max,
             _ => false,
         };

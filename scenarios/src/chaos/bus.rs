@@ -34,13 +34,17 @@ struct Captured {
 /// The capturing client.
 pub struct Bus {
     client: async_nats::Client,
+    /// Whether the nodes sign frames. Without a key a frame that still decodes after a
+    /// bit flip is indistinguishable from a real one (anyone on the bus can speak for
+    /// any node, by design), so then only undecodable forgeries are sent.
+    signed: bool,
     captured: Arc<Mutex<Captured>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Bus {
     /// Connects to `url` (retrying while NATS is down) and starts capturing.
-    pub async fn start(url: &str, prefix: &str) -> anyhow::Result<Bus> {
+    pub async fn start(url: &str, prefix: &str, signed: bool) -> anyhow::Result<Bus> {
         let client = async_nats::ConnectOptions::new()
             .no_echo()
             .retry_on_initial_connect()
@@ -70,6 +74,7 @@ impl Bus {
         });
         Ok(Bus {
             client,
+            signed,
             captured,
             task,
         })
@@ -120,7 +125,8 @@ impl Bus {
         let mut frames = self.sample(rng, count, false);
         for f in frames.iter_mut() {
             let mut p = f.payload.to_vec();
-            match rng.random_range(0..4u32) {
+            let kinds = if self.signed { 4 } else { 2 };
+            match rng.random_range(0..kinds) {
                 0 => {
                     let len = rng.random_range(0..2048);
                     p = (0..len).map(|_| rng.random::<u8>()).collect();
