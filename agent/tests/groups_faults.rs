@@ -47,7 +47,10 @@ async fn pull_one(net: &TestNet, group: &str) -> Vec<rmds::Message> {
         let b = bob.clone();
         let g = group.to_string();
         async move {
-            let m = b.pull("chat", &g, 10, Duration::from_millis(500)).await.ok()?;
+            let m = b
+                .pull("chat", &g, 10, Duration::from_millis(500))
+                .await
+                .ok()?;
             (!m.is_empty()).then_some(m)
         }
     })
@@ -109,13 +112,17 @@ async fn given_a_default_group_that_expired_after_its_idle_ttl_when_it_is_used_a
         got.extend(numbers(&m));
     }
     assert_eq!(got, vec![1, 2, 3, 4, 5]);
-    eventually(Duration::from_secs(20), "the default group to expire", || {
-        let b = bob.clone();
-        async move {
-            let s = b.stats().await.ok()?;
-            (s["groups_expired"].as_u64()? >= 1).then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the default group to expire",
+        || {
+            let b = bob.clone();
+            async move {
+                let s = b.stats().await.ok()?;
+                (s["groups_expired"].as_u64()? >= 1).then_some(())
+            }
+        },
+    )
     .await
     .unwrap();
     // The next pull creates the default group again: nothing acknowledged comes back.
@@ -136,9 +143,7 @@ type Ws =
 async fn next(ws: &mut Ws, wait: Duration) -> Option<Value> {
     loop {
         match tokio::time::timeout(wait, ws.next()).await {
-            Err(_) | Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {
-                return None
-            }
+            Err(_) | Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return None,
             Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).unwrap()),
             Ok(Some(Ok(_))) => continue,
         }

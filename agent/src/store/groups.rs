@@ -37,6 +37,8 @@ pub struct GroupRow {
     pub last_active: i64,
     /// Dead letters being delivered again.
     pub redriven: Vec<u64>,
+    /// How often unsettled entries were handed out: (offset, deliveries).
+    pub deliveries: Vec<(u64, u32)>,
 }
 
 /// One entry of a channel log.
@@ -92,6 +94,29 @@ pub fn create_group(
     Ok(n == 1)
 }
 
+/// Creates a group the way a pull does when it names none: at the position of its
+/// tombstone when idle expiry deleted it before (nothing it acknowledged is replayed),
+/// else at the earliest entry. False when it exists already.
+pub fn create_implicit_group(
+    conn: &Connection,
+    channel: &str,
+    name: &str,
+    spec: &GroupSpec,
+    now: i64,
+) -> Result<bool> {
+    if load_group(conn, channel, name)?.is_some() {
+        return Ok(false);
+    }
+    let (floor, acked) =
+        super::group_counts::take_tombstone(conn, channel, name)?.unwrap_or((0, Vec::new()));
+    if !create_group(conn, channel, name, floor, spec, now)? {
+        return Ok(false);
+    }
+    let above: Vec<u64> = acked.into_iter().filter(|&o| o > floor).collect();
+    save_acks(conn, channel, name, floor, floor, &above, now)?;
+    Ok(true)
+}
+
 /// Loads one group.
 pub fn load_group(conn: &Connection, channel: &str, name: &str) -> Result<Option<GroupRow>> {
     let row = conn
@@ -132,6 +157,7 @@ pub fn load_group(conn: &Connection, channel: &str, name: &str) -> Result<Option
         .query_map(params![channel, name], |r| r.get::<_, i64>(0))?
         .map(|r| r.map(|v| v as u64))
         .collect::<std::result::Result<_, _>>()?;
+    let deliveries = super::group_counts::load_deliveries(conn, channel, name)?;
     Ok(Some(GroupRow {
         channel: channel.into(),
         name: name.into(),
@@ -141,6 +167,7 @@ pub fn load_group(conn: &Connection, channel: &str, name: &str) -> Result<Option
         created_at,
         last_active,
         redriven,
+        deliveries,
     }))
 }
 
@@ -161,6 +188,7 @@ pub fn load_groups(conn: &Connection, channel: Option<&str>) -> Result<Vec<Group
 
 /// Deletes a group with its acks and dead letters; false when there was none.
 pub fn delete_group(conn: &Connection, channel: &str, name: &str) -> Result<bool> {
+    super::group_counts::clear_deliveries(conn, channel, name)?;
     conn.prepare_cached("DELETE FROM group_acks WHERE channel = ? AND grp = ?")?
         .execute(params![channel, name])?;
     conn.prepare_cached("DELETE FROM group_dead WHERE channel = ? AND grp = ?")?
@@ -182,6 +210,7 @@ pub fn reset_group(
 ) -> Result<()> {
     conn.prepare_cached("DELETE FROM group_acks WHERE channel = ? AND grp = ?")?
         .execute(params![channel, name])?;
+    super::group_counts::clear_deliveries(conn, channel, name)?;
     conn.prepare_cached(
         "UPDATE groups SET ack_floor = ?, last_active = ? WHERE channel = ? AND name = ?",
     )?
@@ -200,7 +229,8 @@ pub fn touch_groups(conn: &Connection, touched: &[(String, String, i64)]) -> Res
     Ok(())
 }
 
-/// Groups idle past their TTL, deleted; returns their keys.
+/// Groups idle past their TTL, deleted (each leaves a tombstone with its position);
+/// returns their keys. Tombstones with nothing left to protect go.
 pub fn expire_idle_groups(conn: &Connection, now: i64) -> Result<Vec<(String, String)>> {
     let keys: Vec<(String, String)> = conn
         .prepare_cached(
@@ -209,8 +239,10 @@ pub fn expire_idle_groups(conn: &Connection, now: i64) -> Result<Vec<(String, St
         .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<std::result::Result<_, _>>()?;
     for (c, n) in &keys {
+        super::group_counts::save_tombstone(conn, c, n, now)?;
         delete_group(conn, c, n)?;
     }
+    super::group_counts::prune_tombstones(conn)?;
     Ok(keys)
 }
 
@@ -238,7 +270,7 @@ pub fn next_offset(conn: &Connection, channel: &str) -> Result<u64> {
 }
 
 /// A dead letter of a consumer group.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GroupDeadRow {
     /// Log offset.
     pub offset: u64,
