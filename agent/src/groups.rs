@@ -212,11 +212,6 @@ impl Groups {
         }
     }
 
-    /// Groups loaded in memory right now.
-    pub fn loaded(&self) -> usize {
-        self.map().len()
-    }
-
     fn not_found(channel: &Channel, name: &GroupName) -> impl Fn() -> GroupError {
         let (c, n) = (channel.to_string(), name.to_string());
         move || GroupError::NotFound {

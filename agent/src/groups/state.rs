@@ -253,7 +253,8 @@ impl GroupState {
     /// Plans a pull of at most `max` entries.
     pub fn plan_take(&self, now: Instant, max: usize) -> TakePlan {
         let limit = self.spec.max_deliveries;
-        let (dead, mut due): (Vec<(u64, u32)>, Vec<(u64, u32)>) = self
+        type Due = Vec<(u64, u32)>;
+        let (dead, mut due): (Due, Due) = self
             .leases
             .iter()
             .filter(|(_, l)| l.retry_at <= now)
