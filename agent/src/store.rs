@@ -11,6 +11,7 @@
 pub mod group_counts;
 pub mod groups;
 pub mod inbox;
+mod log_sweep;
 pub mod outbox;
 pub mod peers;
 mod reads;
