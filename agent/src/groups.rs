@@ -575,3 +575,6 @@ impl Groups {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
