@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// A group operation failure.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +175,8 @@ impl Groups {
                 heads,
                 metrics,
                 config,
+                stop: CancellationToken::new(),
+                tasks: TaskTracker::new(),
             }),
             groups: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -522,7 +525,8 @@ impl Groups {
         .await
     }
 
-    /// Expires idle groups and records pull activity, every `interval`, until cancelled.
+    /// Expires idle groups and records pull activity, every `interval`, until
+    /// cancelled; then stops every group's actor and waits for them.
     pub async fn run_sweeper(self, interval: Duration, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -537,6 +541,9 @@ impl Groups {
                 }
             }
         }
+        self.ctx.stop.cancel();
+        self.ctx.tasks.close();
+        self.ctx.tasks.wait().await;
     }
 
     async fn sweep(&self) -> Result<(), GroupError> {

@@ -6,7 +6,7 @@
 //! the caller hears back, so an acknowledged entry is never delivered again and a
 //! delivery counts towards `max_deliveries` even after `kill -9`.
 
-use super::state::{GroupState, TakePlan};
+use super::state::{Fresh, GroupState, TakePlan};
 use super::{AckResult, GroupError, Leased, Settle};
 use crate::config::GroupsConfig;
 use crate::inbox::LogHeads;
@@ -17,6 +17,8 @@ use crate::store::{self, group_counts, now_ms, Store};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Commands waiting for one group's actor (callers wait when it is full).
 pub const COMMAND_QUEUE: usize = 64;
@@ -73,6 +75,10 @@ pub(super) struct Ctx {
     pub heads: LogHeads,
     pub metrics: Arc<Metrics>,
     pub config: GroupsConfig,
+    /// Stops every actor (the sweeper cancels it when it is cancelled itself).
+    pub stop: CancellationToken,
+    /// Every actor task, so that shutdown waits for them.
+    pub tasks: TaskTracker,
 }
 
 pub(super) struct Actor {
@@ -100,7 +106,8 @@ impl Actor {
             ctx,
             deleted: false,
         };
-        tokio::spawn(actor.run(rx));
+        let tasks = actor.ctx.tasks.clone();
+        tasks.spawn(actor.run(rx));
         tx
     }
 
@@ -112,7 +119,16 @@ impl Actor {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
-        while let Some(cmd) = rx.recv().await {
+        let stop = self.ctx.stop.clone();
+        loop {
+            let cmd = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                cmd = rx.recv() => match cmd {
+                    Some(c) => c,
+                    None => break, // every handle is gone
+                },
+            };
             if self.deleted {
                 self.refuse(cmd);
                 continue;
@@ -188,6 +204,8 @@ impl Actor {
         }
     }
 
+    /// A pull: dead-letter spent leases, read what is due again, then fresh
+    /// entries, and record counts and settlements before answering.
     async fn take(
         &mut self,
         consumer: Option<&str>,
@@ -203,26 +221,59 @@ impl Actor {
             self.commit(&ranges, rows, Vec::new()).await?;
             self.dead_lettered(dead.len());
         }
-        let (mut skipped, mut dead) = self.state.take_unsettled();
-        let mut out = Vec::new();
-        if !reread.is_empty() {
-            let c = self.channel.to_string();
-            let offsets = reread.clone();
-            let entries = self
-                .ctx
-                .store
-                .reads
-                .read(move |conn| store::groups::read_offsets(conn, &c, &offsets))
-                .await?;
-            let r = self.state.lease_reread(&reread, entries, now, wall);
-            out.extend(r.leased);
-            skipped.extend(r.skipped);
-            dead.extend(r.dead);
+        let (skipped, dead) = self.state.take_unsettled();
+        let mut got = Fresh {
+            skipped,
+            dead,
+            ..Fresh::default()
+        };
+        let read = self.read_due(&reread, now, wall, &mut got).await;
+        let read = match read {
+            Ok(()) => self.read_fresh(room, now, wall, &mut got).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = read {
+            self.state.keep_unsettled(got.skipped, got.dead);
+            return Err(e);
         }
-        while out.len() < room {
+        self.record(got).await
+    }
+
+    /// Reads the entries due again (redeliveries, redriven) and leases them.
+    async fn read_due(
+        &mut self,
+        reread: &[u64],
+        now: Instant,
+        wall: i64,
+        got: &mut Fresh,
+    ) -> Result<(), GroupError> {
+        if reread.is_empty() {
+            return Ok(());
+        }
+        let c = self.channel.to_string();
+        let offsets = reread.to_vec();
+        let entries = self
+            .ctx
+            .store
+            .reads
+            .read(move |conn| store::groups::read_offsets(conn, &c, &offsets))
+            .await?;
+        got.absorb(self.state.lease_reread(reread, entries, now, wall));
+        Ok(())
+    }
+
+    /// Reads fresh entries from the group's position while the pull has room.
+    async fn read_fresh(
+        &mut self,
+        room: usize,
+        now: Instant,
+        wall: i64,
+        got: &mut Fresh,
+    ) -> Result<(), GroupError> {
+        while got.leased.len() < room {
             let c = self.channel.to_string();
             let from = self.state.next();
-            let want = (room - out.len()) + 64;
+            let want = (room - got.leased.len()) + 64;
             let entries = self
                 .ctx
                 .store
@@ -232,19 +283,31 @@ impl Actor {
             let Some(last) = entries.last().map(|e| e.offset) else {
                 break;
             };
-            let r = self.state.lease_fresh(entries, room - out.len(), now, wall);
-            out.extend(r.leased);
-            skipped.extend(r.skipped);
-            dead.extend(r.dead);
-            if r.full || self.state.next() <= last {
+            let r = self
+                .state
+                .lease_fresh(entries, room - got.leased.len(), now, wall);
+            let full = r.full;
+            got.absorb(r);
+            if full || self.state.next() <= last {
                 break;
             }
         }
-        let redelivered = out.iter().filter(|l| l.deliveries > 1).count() as u64;
+        Ok(())
+    }
+
+    /// Persists the delivery counts of what was leased (before the consumer sees
+    /// it: a crash cannot lose a delivery), then commits skips and dead letters.
+    async fn record(&mut self, got: Fresh) -> Result<(Vec<Leased>, Option<Instant>), GroupError> {
+        let Fresh {
+            leased,
+            skipped,
+            dead,
+            ..
+        } = got;
+        let redelivered = leased.iter().filter(|l| l.deliveries > 1).count() as u64;
         self.ctx.metrics.group_redeliveries.inc_by(redelivered);
-        let counts = self.state.counts_to_persist(&out);
+        let counts = self.state.counts_to_persist(&leased);
         if !counts.is_empty() {
-            // Counted before the consumer sees it: a crash cannot lose a delivery.
             let (c, n) = (self.channel.to_string(), self.group.to_string());
             let r = self
                 .ctx
@@ -278,7 +341,7 @@ impl Actor {
                 }
             }
         }
-        Ok((out, self.state.next_wake()))
+        Ok((leased, self.state.next_wake()))
     }
 
     fn dead_lettered(&self, n: usize) {

@@ -95,6 +95,16 @@ pub struct Fresh {
     pub full: bool,
 }
 
+impl Fresh {
+    /// Adds what another read gave.
+    pub fn absorb(&mut self, other: Fresh) {
+        self.leased.extend(other.leased);
+        self.skipped.extend(other.skipped);
+        self.dead.extend(other.dead);
+        self.full |= other.full;
+    }
+}
+
 /// A group's position, leases and counts.
 #[derive(Debug, Clone)]
 pub struct GroupState {
