@@ -7,7 +7,7 @@
 //! ```text
 //! api/         axum REST: app API, management, observability      (api.rs)
 //!              behind a cross-site guard (Host, Origin)          (api/guard.rs)
-//! groups       consumer groups over the local channel log          (groups.rs)
+//! groups/      consumer groups: pure lease state + one actor each  (groups.rs)
 //! delivery/    one sender per (receiver, channel): window, retries (delivery.rs)
 //! inbox        receive: verify, dedupe, commit, then acknowledge   (inbox.rs)
 //! discovery/   peers and memberships: hello, keepalive, bye        (discovery.rs)

@@ -8,8 +8,10 @@
 //! writer). Domain operations live in the submodules as plain functions over a
 //! `&Connection`, so they are testable and composable inside one job.
 
+pub mod group_counts;
 pub mod groups;
 pub mod inbox;
+mod log_sweep;
 pub mod outbox;
 pub mod peers;
 mod reads;

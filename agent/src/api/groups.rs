@@ -217,6 +217,7 @@ pub async fn dead_letter(
             &crate::groups::Leased {
                 deliveries: row.deliveries,
                 entry: e,
+                until: std::time::Instant::now(),
             },
         )
     });

@@ -7,7 +7,9 @@
 //!
 //! Flow control: a subscription's `credit` is the most messages the client holds
 //! unsettled; the server never sends more, and each ack/nack/term makes room again
-//! (`{"op":"credit"}` changes the credit). Every connection has a bounded outbound
+//! (`{"op":"credit"}` changes the credit). A message whose lease runs out (it may go
+//! to another consumer) stops counting against the credit then; an extend keeps it
+//! counting. The held set is therefore never larger than the credit. Every connection has a bounded outbound
 //! queue (frames and bytes); a client that stops reading fills it, is sent
 //! `slow_consumer` and is disconnected, so a stuck client cannot grow the agent's
 //! memory. Messages it held are redelivered when their leases run out.
@@ -22,21 +24,24 @@ use crate::groups::{Settle, DEFAULT_GROUP};
 use crate::names::{Channel, GroupName};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
-/// Most frames waiting to be written to one connection.
+mod outbound;
+use outbound::{api_error_frame, error_frame, writer, Outbound};
+
+/// Most frames waiting to be written to one connection (the capacity of its queue).
 pub const QUEUE_FRAMES: usize = 1024;
 /// Most bytes waiting to be written to one connection.
 pub const QUEUE_BYTES: usize = 16 << 20;
@@ -48,130 +53,6 @@ pub const MAX_CREDIT: usize = 10_000;
 pub const MAX_TAP_HISTORY: usize = 1000;
 /// A client whose queue makes no progress for this long is a slow consumer.
 pub const SLOW_AFTER: Duration = Duration::from_secs(10);
-
-/// The outbound side of a connection: a bounded queue in front of the socket.
-#[derive(Clone)]
-struct Outbound {
-    tx: mpsc::UnboundedSender<Utf8Bytes>,
-    frames: Arc<AtomicUsize>,
-    bytes: Arc<AtomicUsize>,
-    /// Set when the connection must end (closed, or too slow).
-    stop: CancellationToken,
-    slow: Arc<std::sync::atomic::AtomicBool>,
-    /// Signalled by the writer after each frame written.
-    drained: Arc<Notify>,
-}
-
-impl Outbound {
-    fn new(tx: mpsc::UnboundedSender<Utf8Bytes>) -> Outbound {
-        Outbound {
-            tx,
-            frames: Arc::new(AtomicUsize::new(0)),
-            bytes: Arc::new(AtomicUsize::new(0)),
-            stop: CancellationToken::new(),
-            slow: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            drained: Arc::new(Notify::new()),
-        }
-    }
-
-    /// Waits until the queue is at most half full; false (and the connection ends as
-    /// a slow consumer) when it makes no progress for [`SLOW_AFTER`].
-    async fn room(&self) -> bool {
-        loop {
-            if self.stop.is_cancelled() {
-                return false;
-            }
-            if self.frames.load(Ordering::SeqCst) <= QUEUE_FRAMES / 2
-                && self.bytes.load(Ordering::SeqCst) <= QUEUE_BYTES / 2
-            {
-                return true;
-            }
-            tokio::select! {
-                _ = self.drained.notified() => {}
-                _ = self.stop.cancelled() => return false,
-                _ = tokio::time::sleep(SLOW_AFTER) => {
-                    self.slow.store(true, Ordering::SeqCst);
-                    self.stop.cancel();
-                    return false;
-                }
-            }
-        }
-    }
-    /// Queues a frame; false (and the connection is ending) when the client is too slow.
-    fn push(&self, v: &Value) -> bool {
-        if self.stop.is_cancelled() {
-            return false;
-        }
-        let text = v.to_string();
-        let len = text.len();
-        let frames = self.frames.fetch_add(1, Ordering::SeqCst) + 1;
-        let bytes = self.bytes.fetch_add(len, Ordering::SeqCst) + len;
-        if frames > QUEUE_FRAMES || bytes > QUEUE_BYTES {
-            self.slow.store(true, Ordering::SeqCst);
-            self.stop.cancel();
-            return false;
-        }
-        if self.tx.send(text.into()).is_err() {
-            self.stop.cancel();
-            return false;
-        }
-        true
-    }
-}
-
-fn error_frame(request_id: &Value, code: &str, message: impl Into<String>) -> Value {
-    json!({"type": "error", "request_id": request_id, "code": code, "message": message.into()})
-}
-
-fn api_error_frame(request_id: &Value, e: ApiError) -> Value {
-    error_frame(request_id, e.code, e.message)
-}
-
-/// Writes queued frames to the socket until the connection ends; a slow client gets
-/// a last `slow_consumer` error (if the socket takes it) and is closed.
-async fn writer(
-    mut sink: futures::stream::SplitSink<WebSocket, Message>,
-    mut rx: mpsc::UnboundedReceiver<Utf8Bytes>,
-    out: Outbound,
-    metrics: Arc<crate::metrics::Metrics>,
-) {
-    loop {
-        tokio::select! {
-            biased;
-            _ = out.stop.cancelled() => break,
-            m = rx.recv() => {
-                let Some(text) = m else { break };
-                let len = text.len();
-                let sent = tokio::select! {
-                    r = sink.send(Message::Text(text)) => r.is_ok(),
-                    _ = out.stop.cancelled() => false,
-                };
-                out.frames.fetch_sub(1, Ordering::SeqCst);
-                out.bytes.fetch_sub(len, Ordering::SeqCst);
-                out.drained.notify_waiters();
-                if !sent {
-                    break;
-                }
-            }
-        }
-    }
-    if out.slow.load(Ordering::SeqCst) {
-        metrics.ws_slow_consumers.inc();
-        tracing::warn!("WebSocket client too slow; disconnecting it");
-        let frame = error_frame(
-            &Value::Null,
-            "slow_consumer",
-            "the client did not read fast enough; its queue is full and the connection is closed",
-        );
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            sink.send(Message::Text(frame.to_string().into())),
-        )
-        .await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
-    out.stop.cancel();
-}
 
 /// `GET /v1/ws`: the application WebSocket.
 pub async fn ws(
@@ -193,11 +74,21 @@ fn upgrade_error(e: WebSocketUpgradeRejection) -> ApiError {
     )
 }
 
+/// The messages a subscription's client holds: id -> when its lease runs out.
+type Held = Arc<Mutex<HashMap<String, Instant>>>;
+
+fn held_lock(held: &Held) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+    match held.lock() {
+        Ok(h) => h,
+        Err(p) => p.into_inner(),
+    }
+}
+
 struct Subscription {
     channel: Channel,
     group: GroupName,
     credit: Arc<AtomicUsize>,
-    held: Arc<Mutex<HashSet<String>>>,
+    held: Held,
     room: Arc<Notify>,
     stop: CancellationToken,
 }
@@ -235,7 +126,7 @@ impl Session {
     async fn run(state: Arc<AppState>, socket: WebSocket) {
         state.metrics.ws_connections.inc();
         let (sink, mut stream) = socket.split();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
         let out = Outbound::new(tx);
         let writer = tokio::spawn(writer(sink, rx, out.clone(), state.metrics.clone()));
         let mut session = Session {
@@ -431,7 +322,7 @@ impl Session {
             channel: channel.clone(),
             group: group.clone(),
             credit: Arc::new(AtomicUsize::new(credit)),
-            held: Arc::new(Mutex::new(HashSet::new())),
+            held: Arc::new(Mutex::new(HashMap::new())),
             room: Arc::new(Notify::new()),
             stop: self.out.stop.child_token(),
         };
@@ -484,15 +375,24 @@ impl Session {
             .groups
             .settle(&s.channel, &s.group, &ids, how)
             .await?;
-        if !extend {
-            let mut held = match s.held.lock() {
-                Ok(h) => h,
-                Err(p) => p.into_inner(),
-            };
-            for i in &ids {
-                held.remove(i);
+        {
+            let mut held = held_lock(&s.held);
+            if extend {
+                if let Some(until) = r.until {
+                    for i in &r.applied {
+                        if let Some(u) = held.get_mut(i) {
+                            *u = until;
+                        }
+                    }
+                }
+            } else {
+                // Settled, or not leased any more: either way the client gave it up.
+                for i in &ids {
+                    held.remove(i);
+                }
             }
-            drop(held);
+        }
+        if !extend {
             s.room.notify_one();
         }
         Ok(json!({
@@ -517,22 +417,27 @@ async fn pump(
     channel: Channel,
     group: GroupName,
     credit: Arc<AtomicUsize>,
-    held: Arc<Mutex<HashSet<String>>>,
+    held: Held,
     room: Arc<Notify>,
     stop: CancellationToken,
 ) {
     let consumer = format!("ws:{name}");
     let wait = state.groups.max_wait().min(Duration::from_secs(30));
     loop {
-        let holding = match held.lock() {
-            Ok(h) => h.len(),
-            Err(p) => p.into_inner().len(),
+        let (holding, first_out) = {
+            let mut h = held_lock(&held);
+            // Leases that ran out are not the client's any more: their credit is free.
+            let now = Instant::now();
+            h.retain(|_, until| *until > now);
+            (h.len(), h.values().min().copied())
         };
         let free = credit.load(Ordering::SeqCst).saturating_sub(holding);
         if free == 0 {
+            let wake = first_out.unwrap_or_else(|| Instant::now() + SLOW_AFTER);
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = room.notified() => continue,
+                _ = tokio::time::sleep_until(wake.into()) => continue,
             }
         }
         let pulled = tokio::select! {
@@ -563,10 +468,7 @@ async fn pump(
             if !out.room().await {
                 return;
             }
-            match held.lock() {
-                Ok(mut h) => h.insert(m.entry.id.clone()),
-                Err(p) => p.into_inner().insert(m.entry.id.clone()),
-            };
+            held_lock(&held).insert(m.entry.id.clone(), m.until);
             let frame = json!({
                 "type": "message", "subscription": name, "message": message_json(&channel, &m),
             });
@@ -618,7 +520,7 @@ async fn run_tap(state: Arc<AppState>, socket: WebSocket, channel: Option<Channe
     };
     let (history, mut rx) = state.metrics.events.subscribe(last_n, &filter);
     let (sink, mut stream) = socket.split();
-    let (tx, wrx) = mpsc::unbounded_channel();
+    let (tx, wrx) = mpsc::channel(QUEUE_FRAMES);
     let out = Outbound::new(tx);
     let writer = tokio::spawn(writer(sink, wrx, out.clone(), state.metrics.clone()));
     out.push(&json!({"type": "tap", "channel": channel, "history": history.len()}));

@@ -1,5 +1,6 @@
 //! Consumer groups over the channel log: positions and acknowledgements.
 
+pub use super::log_sweep::sweep_log;
 use super::Result;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -37,6 +38,8 @@ pub struct GroupRow {
     pub last_active: i64,
     /// Dead letters being delivered again.
     pub redriven: Vec<u64>,
+    /// How often unsettled entries were handed out: (offset, deliveries).
+    pub deliveries: Vec<(u64, u32)>,
 }
 
 /// One entry of a channel log.
@@ -92,6 +95,29 @@ pub fn create_group(
     Ok(n == 1)
 }
 
+/// Creates a group the way a pull does when it names none: at the position of its
+/// tombstone when idle expiry deleted it before (nothing it acknowledged is replayed),
+/// else at the earliest entry. False when it exists already.
+pub fn create_implicit_group(
+    conn: &Connection,
+    channel: &str,
+    name: &str,
+    spec: &GroupSpec,
+    now: i64,
+) -> Result<bool> {
+    if load_group(conn, channel, name)?.is_some() {
+        return Ok(false);
+    }
+    let (floor, acked) =
+        super::group_counts::take_tombstone(conn, channel, name)?.unwrap_or((0, Vec::new()));
+    if !create_group(conn, channel, name, floor, spec, now)? {
+        return Ok(false);
+    }
+    let above: Vec<u64> = acked.into_iter().filter(|&o| o > floor).collect();
+    save_acks(conn, channel, name, floor, floor, &above, now)?;
+    Ok(true)
+}
+
 /// Loads one group.
 pub fn load_group(conn: &Connection, channel: &str, name: &str) -> Result<Option<GroupRow>> {
     let row = conn
@@ -132,6 +158,7 @@ pub fn load_group(conn: &Connection, channel: &str, name: &str) -> Result<Option
         .query_map(params![channel, name], |r| r.get::<_, i64>(0))?
         .map(|r| r.map(|v| v as u64))
         .collect::<std::result::Result<_, _>>()?;
+    let deliveries = super::group_counts::load_deliveries(conn, channel, name)?;
     Ok(Some(GroupRow {
         channel: channel.into(),
         name: name.into(),
@@ -141,6 +168,7 @@ pub fn load_group(conn: &Connection, channel: &str, name: &str) -> Result<Option
         created_at,
         last_active,
         redriven,
+        deliveries,
     }))
 }
 
@@ -161,6 +189,7 @@ pub fn load_groups(conn: &Connection, channel: Option<&str>) -> Result<Vec<Group
 
 /// Deletes a group with its acks and dead letters; false when there was none.
 pub fn delete_group(conn: &Connection, channel: &str, name: &str) -> Result<bool> {
+    super::group_counts::clear_deliveries(conn, channel, name)?;
     conn.prepare_cached("DELETE FROM group_acks WHERE channel = ? AND grp = ?")?
         .execute(params![channel, name])?;
     conn.prepare_cached("DELETE FROM group_dead WHERE channel = ? AND grp = ?")?
@@ -182,6 +211,7 @@ pub fn reset_group(
 ) -> Result<()> {
     conn.prepare_cached("DELETE FROM group_acks WHERE channel = ? AND grp = ?")?
         .execute(params![channel, name])?;
+    super::group_counts::clear_deliveries(conn, channel, name)?;
     conn.prepare_cached(
         "UPDATE groups SET ack_floor = ?, last_active = ? WHERE channel = ? AND name = ?",
     )?
@@ -200,7 +230,8 @@ pub fn touch_groups(conn: &Connection, touched: &[(String, String, i64)]) -> Res
     Ok(())
 }
 
-/// Groups idle past their TTL, deleted; returns their keys.
+/// Groups idle past their TTL, deleted (each leaves a tombstone with its position);
+/// returns their keys. Tombstones with nothing left to protect go.
 pub fn expire_idle_groups(conn: &Connection, now: i64) -> Result<Vec<(String, String)>> {
     let keys: Vec<(String, String)> = conn
         .prepare_cached(
@@ -209,8 +240,10 @@ pub fn expire_idle_groups(conn: &Connection, now: i64) -> Result<Vec<(String, St
         .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<std::result::Result<_, _>>()?;
     for (c, n) in &keys {
+        super::group_counts::save_tombstone(conn, c, n, now)?;
         delete_group(conn, c, n)?;
     }
+    super::group_counts::prune_tombstones(conn)?;
     Ok(keys)
 }
 
@@ -238,7 +271,7 @@ pub fn next_offset(conn: &Connection, channel: &str) -> Result<u64> {
 }
 
 /// A dead letter of a consumer group.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GroupDeadRow {
     /// Log offset.
     pub offset: u64,
@@ -529,118 +562,4 @@ pub fn offsets_of(conn: &Connection, channel: &str, ids: &[String]) -> Result<Ve
         }
     }
     Ok(out)
-}
-
-/// Deletes expired log entries and, past retention, entries every group has acknowledged.
-pub fn sweep_log(conn: &Connection, now: i64, retention_ms: i64, limit: i64) -> Result<u64> {
-    let mut n = conn
-        .prepare_cached(
-            "DELETE FROM channel_log WHERE (channel, offset) IN (
-               SELECT l.channel, l.offset FROM channel_log l WHERE l.expires_at <= ?
-                 AND NOT EXISTS (SELECT 1 FROM group_dead d WHERE d.channel = l.channel AND d.offset = l.offset)
-               LIMIT ?)",
-        )?
-        .execute(params![now, limit])? as u64;
-    // Entries every group has acknowledged, past retention. Per channel, from the
-    // oldest entry on (entries are appended in time order): nothing is scanned when
-    // the oldest entry is still within retention.
-    let cutoff = now - retention_ms;
-    let floors: Vec<(String, i64)> = conn
-        .prepare_cached("SELECT channel, MIN(ack_floor) FROM groups GROUP BY channel")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<std::result::Result<_, _>>()?;
-    for (channel, floor) in floors {
-        let oldest: Option<i64> = conn
-            .prepare_cached(
-                "SELECT received_at FROM channel_log WHERE channel = ? ORDER BY offset LIMIT 1",
-            )?
-            .query_row([&channel], |r| r.get(0))
-            .optional()?;
-        if oldest.is_none_or(|t| t >= cutoff) {
-            continue;
-        }
-        n += conn
-            .prepare_cached(
-                "DELETE FROM channel_log WHERE channel = ?1 AND offset IN (
-                   SELECT l.offset FROM channel_log l
-                   WHERE l.channel = ?1 AND l.offset <= ?2 AND l.received_at < ?3
-                     AND NOT EXISTS (SELECT 1 FROM group_dead d WHERE d.channel = l.channel AND d.offset = l.offset)
-                   ORDER BY l.offset LIMIT ?4)",
-            )?
-            .execute(params![channel, floor, cutoff, limit])? as u64;
-    }
-    Ok(n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut c).unwrap();
-        c
-    }
-
-    fn entry(c: &Connection, offset: i64, received_at: i64, expires_at: i64) {
-        c.execute(
-            "INSERT INTO channel_log(channel, offset, message_id, sender, created_at, received_at, expires_at, content_type, headers, payload)
-             VALUES ('c', ?1, 'm' || ?1, 's', 0, ?2, ?3, 'text/plain', '[]', x'00')",
-            params![offset, received_at, expires_at],
-        )
-        .unwrap();
-    }
-
-    fn offsets(c: &Connection) -> Vec<i64> {
-        c.prepare("SELECT offset FROM channel_log ORDER BY offset")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<std::result::Result<_, _>>()
-            .unwrap()
-    }
-
-    #[test]
-    fn given_acked_old_expired_and_dead_entries_then_the_sweep_removes_exactly_the_right_ones() {
-        let c = db();
-        let now = 1_000_000;
-        for o in 1..=4 {
-            entry(&c, o, 1_000, i64::MAX); // old
-        }
-        entry(&c, 5, now, i64::MAX); // recent
-        entry(&c, 6, now, now - 1); // expired
-        let spec = GroupSpec {
-            ack_wait_ms: 1000,
-            max_deliveries: 0,
-            max_in_flight: 0,
-            idle_ttl_ms: 0,
-            backoff_ms: Vec::new(),
-        };
-        create_group(&c, "c", "g", 3, &spec, now).unwrap();
-        add_group_dead(
-            &c,
-            "c",
-            "g",
-            &[GroupDeadRow {
-                offset: 2,
-                id: "m2".into(),
-                state: "dead".into(),
-                deliveries: 3,
-                reason: "r".into(),
-                last_error: None,
-                dead_at: now,
-            }],
-        )
-        .unwrap();
-        let n = sweep_log(&c, now, 10_000, 100).unwrap();
-        // 1 and 3: acknowledged by every group and past retention; 2 is a dead letter,
-        // 4 is not acknowledged yet, 5 is recent, 6 expired.
-        assert_eq!(offsets(&c), vec![2, 4, 5]);
-        assert_eq!(n, 3);
-        // A second group behind the first holds everything it has not acknowledged.
-        create_group(&c, "c", "h", 0, &spec, now).unwrap();
-        entry(&c, 7, 1_000, i64::MAX);
-        sweep_log(&c, now, 10_000, 100).unwrap();
-        assert_eq!(offsets(&c), vec![2, 4, 5, 7]);
-    }
 }

@@ -200,6 +200,31 @@ INSERT INTO backlog(receiver, channel, pending)
   SELECT receiver, channel, COUNT(*) FROM deliveries WHERE state IN (0, 1)
   GROUP BY receiver, channel;
 "#,
+    // 4: consumer-group delivery counts and tombstones.
+    r#"
+-- How often a consumer group handed out an entry it has not settled yet, so that
+-- max_deliveries counts across restarts. Rows go when the entry is settled.
+CREATE TABLE group_deliveries (
+  channel TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  offset INTEGER NOT NULL,
+  deliveries INTEGER NOT NULL,
+  PRIMARY KEY (channel, grp, offset)
+) WITHOUT ROWID;
+-- The position of a group deleted by its idle TTL: the group created implicitly
+-- again under that name starts here instead of replaying what it acknowledged.
+-- acked: JSON list of acknowledged offsets above ack_floor; high: the highest
+-- acknowledged offset (the row goes once the log holds nothing at or below it).
+CREATE TABLE group_tombstones (
+  channel TEXT NOT NULL,
+  name TEXT NOT NULL,
+  ack_floor INTEGER NOT NULL,
+  acked TEXT NOT NULL,
+  high INTEGER NOT NULL,
+  deleted_at INTEGER NOT NULL,
+  PRIMARY KEY (channel, name)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Pragmas for every connection.
