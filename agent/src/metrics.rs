@@ -79,6 +79,10 @@ metrics! {
         circuit_closed: "Times a receiver's circuit breaker closed again after probing",
         sent_nacks: "Negative acknowledgements sent (this node could not store what it received)",
         received_nacks: "Negative acknowledgements received from receivers",
+        replayed_frames: "Signed frames dropped because they were not fresh (replayed, or from an earlier run)",
+        state_fetches: "Peer membership lists fetched after an unknown digest",
+        state_fetch_failures: "Peer membership list fetches that failed or were refused (retried at the next keepalive)",
+        state_pages_served: "Pages of this node's membership list sent to peers that asked",
     }
     gauges {
         pending_messages: "Deliveries not yet acknowledged (all receivers)",
@@ -154,6 +158,10 @@ impl Metrics {
             "circuit_closed": self.circuit_closed.get(),
             "sent_nacks": self.sent_nacks.get(),
             "received_nacks": self.received_nacks.get(),
+            "replayed_frames": self.replayed_frames.get(),
+            "state_fetches": self.state_fetches.get(),
+            "state_fetch_failures": self.state_fetch_failures.get(),
+            "state_pages_served": self.state_pages_served.get(),
         });
         if let (Some(a), serde_json::Value::Object(b)) = (v.as_object_mut(), more) {
             a.extend(b);

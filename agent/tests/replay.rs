@@ -74,16 +74,23 @@ async fn replay(nc: &async_nats::Client, alice: &rmds::Client, subject: &str, fr
         tokio::time::sleep(Duration::from_millis(500)).await;
         return;
     }
-    eventually(Duration::from_secs(10), "alice to handle the replay", || {
-        let a = alice.clone();
-        async move { (seen(a.stats().await.ok()?) > before).then_some(()) }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "alice to handle the replay",
+        || {
+            let a = alice.clone();
+            async move { (seen(a.stats().await.ok()?) > before).then_some(()) }
+        },
+    )
     .await
     .unwrap();
 }
 
 async fn bob_reads_chat_at_alice(alice: &rmds::Client) -> (bool, bool) {
-    let v = alice.get_json("/v1/channels/chat/subscribers").await.unwrap();
+    let v = alice
+        .get_json("/v1/channels/chat/subscribers")
+        .await
+        .unwrap();
     let bob = v["subscribers"]
         .as_array()
         .unwrap()
