@@ -191,3 +191,78 @@ async fn given_a_cluster_key_when_old_keepalives_and_byes_are_replayed_then_bob_
     assert_eq!(got.numbers_from("alice"), vec![1, 2, 3]);
     net.assert_healthy().unwrap();
 }
+
+#[tokio::test]
+async fn given_a_cluster_key_when_a_nack_is_replayed_then_the_copy_is_dropped_and_counted() {
+    let mut net = TestNet::builder()
+        .binary(bin())
+        .set("nats", "cluster_key", KEY)
+        .agent("alice", &["chat:writer"])
+        .agent("bob", &["chat:reader"])
+        .start()
+        .await
+        .unwrap();
+    net.wait_discovered("alice", "chat", &["bob"])
+        .await
+        .unwrap();
+    let alice = net.client("alice");
+    let nc = async_nats::connect(net.nats.url()).await.unwrap();
+    let mut keepalives = Capture::start(&nc, "rmds.keepalive").await;
+    let frame = keepalives.next_from("bob", |_| true).await;
+    let codec = Codec::new(Some(KEY));
+    let Ok(Packet::Keepalive(bob)) = codec.decode(&frame) else {
+        panic!("a keepalive")
+    };
+    let nodes = alice.get_json("/v1/nodes").await.unwrap();
+    let epoch = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["self"] == true)
+        .unwrap()["epoch"]
+        .as_u64()
+        .unwrap();
+    alice
+        .publish_json("chat", &json!({"sender": "alice", "n": 1}))
+        .await
+        .unwrap();
+    // A refusal as bob would send it (this test holds the key), sent twice.
+    let nack = codec.encode(&Packet::Nack(rmds_agent::wire::Nack {
+        receiver: bob.node.clone(),
+        sender: rmds_agent::names::NodeId::new("alice").unwrap(),
+        channel: rmds_agent::names::Channel::new("chat").unwrap(),
+        epoch,
+        acked: 0,
+        reason: "captured".into(),
+        stamp: rmds_agent::wire::Stamp {
+            boot: bob.stamp.boot,
+            counter: bob.stamp.counter + 1_000_000,
+        },
+    }));
+    let before = stat(&alice, "replayed_frames").await;
+    for _ in 0..2 {
+        nc.publish("rmds.node.alice.ack", nack.clone().into())
+            .await
+            .unwrap();
+    }
+    nc.flush().await.unwrap();
+    eventually(Duration::from_secs(10), "the copy to be dropped", || {
+        let a = alice.clone();
+        async move { (stat(&a, "replayed_frames").await > before).then_some(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(stat(&alice, "received_nacks").await, 1);
+    let got = drain(
+        &net.client("bob"),
+        "chat",
+        "default",
+        1,
+        Duration::from_secs(20),
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.numbers_from("alice"), vec![1]);
+    net.assert_healthy().unwrap();
+}
