@@ -468,8 +468,14 @@ impl DiscoveryTask {
     /// Answers a peer's request for one page of this node's memberships.
     async fn serve_page(&mut self, msg: async_nats::Message) {
         let t = self.transport.clone();
-        let Ok(Packet::StateRequest(req)) = t.decode(&msg.payload) else {
-            return;
+        let req = match t.decode(&msg.payload) {
+            Ok(Packet::StateRequest(req)) => req,
+            Ok(_) => {
+                self.metrics.misrouted_frames.inc();
+                return;
+            }
+            // Counted by the transport.
+            Err(_) => return,
         };
         let Some(reply) = msg.reply else {
             self.metrics.misrouted_frames.inc();

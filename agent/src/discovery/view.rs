@@ -306,7 +306,9 @@ impl View {
     /// A peer said bye: `Some(true)` if it was online and is now offline, `None` if the
     /// bye is not fresh (replayed, or from an older run) and was ignored.
     pub fn bye(&mut self, node: &NodeId, stamp: Stamp) -> Option<bool> {
-        let p = self.peers.get_mut(node)?;
+        let Some(p) = self.peers.get_mut(node) else {
+            return Some(false);
+        };
         if !p.fresh.accept(Scope::Announce, stamp) {
             return None;
         }
@@ -569,6 +571,7 @@ mod tests {
         assert_eq!(v.bye(&bob, st(1, 6)), Some(true));
         assert_eq!(v.counts(), (0, 1));
         assert_eq!(v.bye(&bob, st(1, 6)), None);
+        assert_eq!(v.bye(&NodeId::new("eve").unwrap(), st(1, 1)), Some(false));
     }
 
     #[test]
