@@ -352,6 +352,11 @@ impl DeliveryTask {
             self.shared.metrics.invalid_acks.inc();
             return;
         }
+        if !self.shared.discovery.fresh_nack(&nack.receiver, nack.stamp) {
+            // A replayed refusal would hold the stream for nothing.
+            self.shared.metrics.replayed_frames.inc();
+            return;
+        }
         self.shared.metrics.received_nacks.inc();
         tracing::debug!(peer = %nack.receiver, channel = %nack.channel, acked = nack.acked, reason = %nack.reason, "receiver refused a round");
         let key = (nack.receiver.clone(), nack.channel.clone());

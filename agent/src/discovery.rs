@@ -7,7 +7,17 @@
 //! `keepalive_interval`, bye at shutdown), answers hellos, applies what peers say,
 //! persists it, and marks peers offline by the local clock. Offline peers keep their
 //! memberships: a reader stays a reader until it leaves, is kicked, or expires.
+//!
+//! Keepalives stay small whatever the number of channels: they carry a digest of the
+//! memberships; a peer that sees a newer digest with a hash it does not know fetches
+//! the list in pages (`{p}.node.{id}.state`, request/reply), in a task of its own.
+//! Every hello, keepalive and bye is stamped; one that is not fresh is dropped and
+//! counted (`replayed_frames`), and a membership only disappears through a list newer
+//! than the one known, i.e. by a fresh leave.
 
+mod freshness;
+pub mod state;
+mod sync;
 mod view;
 
 pub use view::{Liveness, PeerSnapshot};
@@ -18,13 +28,21 @@ use crate::metrics::Metrics;
 use crate::names::{Channel, NodeId, Role};
 use crate::store::{self, now_ms, Store};
 use crate::transport::Transport;
-use crate::wire::{Announce, Bye, Packet};
+use crate::wire::{Announce, Bye, Digest, Packet, Stamp};
 use futures::StreamExt;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use view::View;
+use view::{Change, View};
+
+/// What a fetch task hands back: the node and its list, or why not.
+type Fetched = (
+    NodeId,
+    Result<(Digest, BTreeMap<Channel, Role>), sync::FetchError>,
+);
 
 /// Something delivery must react to.
 #[derive(Debug, Clone)]
@@ -54,6 +72,8 @@ pub struct Discovery {
     store: Store,
     events: broadcast::Sender<DiscoveryEvent>,
     announce: mpsc::Sender<()>,
+    /// Stamps membership versions.
+    transport: Transport,
 }
 
 /// The actor half, consumed by [`DiscoveryTask::run`].
@@ -62,9 +82,13 @@ pub struct DiscoveryTask {
     config: DiscoveryConfig,
     transport: Transport,
     metrics: Arc<Metrics>,
-    incarnation: u64,
     api: String,
     announce_rx: mpsc::Receiver<()>,
+    /// Membership list fetches under way (at most one per peer).
+    fetches: JoinSet<Fetched>,
+    fetching: HashSet<NodeId>,
+    /// This node's list in pages, for peers that ask.
+    pages: sync::Pages,
 }
 
 impl Discovery {
@@ -81,7 +105,11 @@ impl Discovery {
             .reads
             .read_now(|c| store::peers::memberships(c, me.as_str()))?;
         let peers = store.reads.read_now(store::peers::load_peers)?;
-        let view = View::load(&me, own, peers);
+        let start = Stamp {
+            boot: transport.boot(),
+            counter: 0,
+        };
+        let view = View::load(&me, start, own, peers);
         let (events, _) = broadcast::channel(1024);
         let (announce, announce_rx) = mpsc::channel(16);
         let handle = Discovery {
@@ -90,15 +118,18 @@ impl Discovery {
             store,
             events,
             announce,
+            transport: transport.clone(),
         };
         let task = DiscoveryTask {
             handle: handle.clone(),
             config,
             transport,
             metrics,
-            incarnation: rand::random(),
             api,
             announce_rx,
+            fetches: JoinSet::new(),
+            fetching: HashSet::new(),
+            pages: sync::Pages::default(),
         };
         Ok((handle, task))
     }
@@ -147,6 +178,12 @@ impl Discovery {
         self.write(|v| v.liveness(node))
     }
 
+    /// Whether a negative acknowledgement from `node` is fresh (not a replay); a fresh
+    /// one is remembered, so the same frame is refused next time.
+    pub fn fresh_nack(&self, node: &NodeId, stamp: Stamp) -> bool {
+        self.write(|v| v.fresh_nack(node, stamp))
+    }
+
     /// Events for delivery.
     pub fn subscribe(&self) -> broadcast::Receiver<DiscoveryEvent> {
         self.events.subscribe()
@@ -169,7 +206,11 @@ impl Discovery {
             .writer
             .run(move |c| store::peers::set_memberships(c, &me, &all, now_ms()))
             .await?;
-        self.write(|v| v.own.insert(channel, role));
+        self.write(|v| {
+            let mut own = v.own.clone();
+            own.insert(channel, role);
+            v.set_own(own, self.transport.stamp());
+        });
         let _ = self.announce.try_send(());
         Ok(true)
     }
@@ -190,7 +231,11 @@ impl Discovery {
             .writer
             .run(move |c| store::peers::set_memberships(c, &me, &all, now_ms()))
             .await?;
-        self.write(|v| v.own.remove(channel));
+        self.write(|v| {
+            let mut own = v.own.clone();
+            own.remove(channel);
+            v.set_own(own, self.transport.stamp());
+        });
         let _ = self.announce.try_send(());
         Ok(true)
     }
@@ -201,8 +246,8 @@ impl DiscoveryTask {
         Announce {
             node: self.handle.me.clone(),
             epoch: self.handle.store.epoch,
-            incarnation: self.incarnation,
-            memberships: self.handle.own_memberships(),
+            stamp: self.transport.stamp(),
+            digest: self.handle.read(|v| v.own_digest),
             pending: self.metrics.pending_messages.get().max(0) as u64,
             api: self.api.clone(),
         }
@@ -220,12 +265,13 @@ impl DiscoveryTask {
     /// Runs until cancelled, then says bye.
     pub async fn run(mut self, cancel: CancellationToken) {
         let t = self.transport.clone();
-        let (mut hello, mut keepalive, mut bye) = match (
+        let (mut hello, mut keepalive, mut bye, mut state) = match (
             t.subscribe(t.hello_subject()).await,
             t.subscribe(t.keepalive_subject()).await,
             t.subscribe(t.bye_subject()).await,
+            t.subscribe(t.state_subject(&self.handle.me)).await,
         ) {
-            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
             _ => {
                 tracing::error!("discovery cannot subscribe; stopping");
                 return;
@@ -256,11 +302,18 @@ impl DiscoveryTask {
                 Some(msg) = hello.next() => {
                     if let Ok(Packet::Hello(a)) = t.decode(&msg.payload) {
                         if a.node != self.handle.me {
-                            self.apply(a).await;
-                            self.send(t.keepalive_subject(), Packet::Keepalive(self.announce())).await;
-                        } else if a.incarnation != self.incarnation {
+                            if self.apply(a).await {
+                                self.send(t.keepalive_subject(), Packet::Keepalive(self.announce())).await;
+                            }
+                        } else if a.stamp.boot != t.boot() {
                             tracing::error!(node = %a.node, "another agent announces this node id");
                         }
+                    }
+                }
+                Some(msg) = state.next() => self.serve_page(msg).await,
+                Some(done) = self.fetches.join_next(), if !self.fetches.is_empty() => {
+                    if let Ok((node, result)) = done {
+                        self.fetched(node, result).await;
                     }
                 }
                 Some(msg) = keepalive.next() => {
@@ -272,8 +325,12 @@ impl DiscoveryTask {
                 }
                 Some(msg) = bye.next() => {
                     if let Ok(Packet::Bye(b)) = t.decode(&msg.payload) {
-                        let offline = self.handle.write(|v| v.bye(&b.node, b.incarnation));
-                        if offline {
+                        let offline = self.handle.write(|v| v.bye(&b.node, b.stamp));
+                        if offline.is_none() {
+                            self.metrics.replayed_frames.inc();
+                            tracing::debug!(peer = %b.node, "stale or replayed bye dropped");
+                        }
+                        if offline == Some(true) {
                             tracing::info!(peer = %b.node, "peer said bye");
                             self.metrics.events.emit(EventKind::PeerDown, None, None, Some(b.node.as_str()), serde_json::json!({"reason": "bye"}));
                         }
@@ -294,9 +351,10 @@ impl DiscoveryTask {
                 _ = expiry_check.tick() => self.expire_nodes().await,
             }
         }
+        self.fetches.shutdown().await;
         let bye = Packet::Bye(Bye {
             node: self.handle.me.clone(),
-            incarnation: self.incarnation,
+            stamp: t.stamp(),
         });
         self.send(t.bye_subject(), bye).await;
         self.transport.flush().await;
@@ -308,10 +366,15 @@ impl DiscoveryTask {
         self.metrics.peers_known.set(known as i64);
     }
 
-    async fn apply(&self, a: Announce) {
-        self.metrics.received_keepalives.inc();
+    /// Applies a peer's hello or keepalive; false when it was not fresh (dropped).
+    async fn apply(&mut self, a: Announce) -> bool {
         let now = now_ms();
-        let change = self.handle.write(|v| v.apply(&a, Instant::now(), now));
+        let Some(change) = self.handle.write(|v| v.apply(&a, Instant::now(), now)) else {
+            self.metrics.replayed_frames.inc();
+            tracing::debug!(peer = %a.node, "stale or replayed announce dropped");
+            return false;
+        };
+        self.metrics.received_keepalives.inc();
         if change.came_online {
             tracing::info!(peer = %a.node, "peer online");
             self.metrics.events.emit(
@@ -323,41 +386,120 @@ impl DiscoveryTask {
             );
         }
         self.update_gauges();
+        self.record(&a.node, a.epoch, a.api.clone(), change).await;
+        true
+    }
+
+    /// Persists and reports what applying an announce or a list changed, and starts
+    /// the fetch it asks for.
+    async fn record(&mut self, node: &NodeId, epoch: u64, api: String, change: Change) {
         if change.persist {
-            let node = a.node.to_string();
-            let api = a.api.clone();
-            let epoch = a.epoch;
-            let ms: Vec<(String, String)> = a
-                .memberships
-                .iter()
-                .map(|(c, r)| (c.to_string(), r.as_str().to_string()))
-                .collect();
-            let memberships_changed = change.memberships_changed;
+            let id = node.to_string();
+            let seen = store::PeerSeen {
+                epoch,
+                boot: change.boot,
+                version: change.version,
+                api,
+            };
+            let ms: Option<Vec<(String, String)>> = change.memberships_changed.then(|| {
+                change
+                    .memberships
+                    .iter()
+                    .map(|(c, r)| (c.to_string(), r.as_str().to_string()))
+                    .collect()
+            });
+            let now = now_ms();
             let r = self
                 .handle
                 .store
                 .writer
-                .run(move |c| {
-                    store::peers::upsert_peer(
-                        c,
-                        &node,
-                        epoch,
-                        &api,
-                        now,
-                        memberships_changed.then_some(&ms[..]),
-                    )
-                })
+                .run(move |c| store::peers::upsert_peer(c, &id, &seen, now, ms.as_deref()))
                 .await;
             if let Err(e) = r {
                 self.metrics.store_errors.inc();
-                tracing::warn!(peer = %a.node, error = %e, "cannot persist peer");
+                tracing::warn!(peer = %node, error = %e, "cannot persist peer");
             }
         }
         for channel in change.new_reader_channels {
             let _ = self.handle.events.send(DiscoveryEvent::NewReader {
-                node: a.node.clone(),
+                node: node.clone(),
                 channel,
             });
+        }
+        if let Some(want) = change.fetch {
+            self.start_fetch(node.clone(), want);
+        }
+    }
+
+    fn start_fetch(&mut self, node: NodeId, want: Stamp) {
+        if !self.fetching.insert(node.clone()) {
+            // One fetch per peer at a time; a newer digest is fetched when it lands.
+            return;
+        }
+        let (t, me) = (self.transport.clone(), self.handle.me.clone());
+        self.fetches.spawn(async move {
+            let r = sync::fetch(t, me, node.clone(), want).await;
+            (node, r)
+        });
+    }
+
+    async fn fetched(
+        &mut self,
+        node: NodeId,
+        result: Result<(Digest, BTreeMap<Channel, Role>), sync::FetchError>,
+    ) {
+        self.fetching.remove(&node);
+        match result {
+            Ok((digest, list)) => {
+                self.metrics.state_fetches.inc();
+                let Some(change) = self.handle.write(|v| v.apply_state(&node, digest, list)) else {
+                    return;
+                };
+                let (epoch, api) = self.handle.read(|v| v.identity(&node)).unwrap_or_default();
+                self.record(&node, epoch, api, change).await;
+            }
+            Err(e) => {
+                self.metrics.state_fetch_failures.inc();
+                tracing::debug!(peer = %node, error = %e, "cannot fetch memberships; retrying at the next keepalive");
+            }
+        }
+    }
+
+    /// Answers a peer's request for one page of this node's memberships.
+    async fn serve_page(&mut self, msg: async_nats::Message) {
+        let t = self.transport.clone();
+        let req = match t.decode(&msg.payload) {
+            Ok(Packet::StateRequest(req)) => req,
+            Ok(_) => {
+                self.metrics.misrouted_frames.inc();
+                return;
+            }
+            // Counted by the transport.
+            Err(_) => return,
+        };
+        let Some(reply) = msg.reply else {
+            self.metrics.misrouted_frames.inc();
+            return;
+        };
+        if req.node != self.handle.me {
+            self.metrics.misrouted_frames.inc();
+            return;
+        }
+        let current = self.handle.read(|v| v.own_digest);
+        let handle = &self.handle;
+        let load = || handle.read(|v| (v.own_digest, v.own.clone()));
+        let page = self
+            .pages
+            .page(&handle.me, current, load, t.max_payload(), req.page);
+        if let Some(p) = page {
+            match t.publish(reply.to_string(), &Packet::State(p)).await {
+                Ok(()) => {
+                    self.metrics.state_pages_served.inc();
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %req.asker, error = %e, "membership page not sent")
+                }
+            }
         }
     }
 

@@ -347,6 +347,7 @@ impl Inbox {
                     epoch: done.key.1,
                     acked: committed,
                     reason: format!("receiver cannot store: {e}"),
+                    stamp: self.transport.stamp(),
                 });
                 if self
                     .transport

@@ -94,9 +94,10 @@ impl Agent {
         let config = Arc::new(config);
         let store = store::Store::open(&config.data_dir, me.as_str(), &config.store)?;
         let metrics = metrics::Metrics::new();
-        let transport = transport::Transport::connect(&config.nats, &me, metrics.clone())
-            .await
-            .map_err(|e| StartError::Nats(e.to_string()))?;
+        let transport =
+            transport::Transport::connect(&config.nats, &me, store.boot, metrics.clone())
+                .await
+                .map_err(|e| StartError::Nats(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind {

@@ -100,6 +100,10 @@ metrics! {
         repeated_ids: "Received messages not appended because the log already has their id (another stream carried them)",
         subscribe_failures: "NATS subscribe attempts that failed (retried with backoff)",
         refused_rounds: "Rounds a receiver refused (could not store); the stream waits, no attempt is spent",
+        replayed_frames: "Signed frames dropped because they were not fresh (replayed, or from an earlier run)",
+        state_fetches: "Peer membership lists fetched after an unknown digest",
+        state_fetch_failures: "Peer membership list fetches that failed or were refused (retried at the next keepalive)",
+        state_pages_served: "Pages of this node's membership list sent to peers that asked",
     }
     gauges {
         pending_messages: "Deliveries not yet acknowledged (all receivers)",
@@ -196,6 +200,10 @@ impl Metrics {
             "api_refused_host": self.refused_count("host"),
             "api_refused_origin": self.refused_count("origin"),
             "api_refused_content_type": self.refused_count("content_type"),
+            "replayed_frames": self.replayed_frames.get(),
+            "state_fetches": self.state_fetches.get(),
+            "state_fetch_failures": self.state_fetch_failures.get(),
+            "state_pages_served": self.state_pages_served.get(),
         });
         if let (Some(a), serde_json::Value::Object(b)) = (v.as_object_mut(), more) {
             a.extend(b);

@@ -24,7 +24,7 @@ pub use outbox::{
     DeliveryState, ExpirySweep, MessageStatus, NewMessage, PublishOutcome, ReceiverStatus,
     StreamRow, WindowRow,
 };
-pub use peers::PeerRow;
+pub use peers::{PeerRow, PeerSeen};
 pub use reads::ReadPool;
 pub use writer::Writer;
 
@@ -69,6 +69,8 @@ pub struct Store {
     pub reads: ReadPool,
     /// Stream epoch, random, fixed when the database was created.
     pub epoch: u64,
+    /// This process's boot counter, raised and committed at open (replay protection).
+    pub boot: u64,
 }
 
 /// Milliseconds since the Unix epoch, the unit of every timestamp in the database.
@@ -89,6 +91,15 @@ impl Store {
         schema::configure(&conn, config.synchronous)?;
         schema::migrate(&mut conn)?;
         let epoch = schema::identity(&conn, node_id)?;
+        let boot = match schema::next_boot(&conn) {
+            Ok(b) => b,
+            // A full disk must not keep the agent from starting: the wall clock is
+            // still above every earlier boot unless it went back.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot persist the boot counter; using the clock");
+                now_ms().max(0) as u64
+            }
+        };
         if config.max_size_mb > 0 {
             let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
             let pages = (config.max_size_mb as i64 * 1024 * 1024) / page.max(512);
@@ -100,6 +111,7 @@ impl Store {
             writer,
             reads,
             epoch,
+            boot,
         })
     }
 }

@@ -10,7 +10,7 @@
 use crate::config::NatsConfig;
 use crate::metrics::Metrics;
 use crate::names::NodeId;
-use crate::wire::{Codec, DecodeError, Packet};
+use crate::wire::{Codec, DecodeError, Packet, Stamp, Stamper};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,13 +39,17 @@ pub struct Transport {
     state: watch::Receiver<bool>,
     fallback_max_payload: usize,
     metrics: Arc<Metrics>,
+    /// Freshness stamps of this boot, shared by every sender of stamped frames.
+    stamper: Arc<Stamper>,
 }
 
 impl Transport {
     /// Starts the connection in the background; returns at once even if NATS is down.
+    /// `boot` is this process's boot counter, already committed to the store.
     pub async fn connect(
         config: &NatsConfig,
         node: &NodeId,
+        boot: u64,
         metrics: Arc<Metrics>,
     ) -> Result<Transport, async_nats::ConnectError> {
         let (state_tx, state) = watch::channel(false);
@@ -96,7 +100,18 @@ impl Transport {
             state,
             fallback_max_payload: config.max_payload,
             metrics,
+            stamper: Arc::new(Stamper::new(boot)),
         })
+    }
+
+    /// A freshness stamp newer than every one handed out before in this process.
+    pub fn stamp(&self) -> Stamp {
+        self.stamper.next()
+    }
+
+    /// This process's boot counter.
+    pub fn boot(&self) -> u64 {
+        self.stamper.boot()
     }
 
     /// Whether the connection is up now.
@@ -125,6 +140,10 @@ impl Transport {
     /// `{p}.node.{id}.ack`
     pub fn ack_subject(&self, node: &NodeId) -> String {
         format!("{}.node.{node}.ack", self.prefix)
+    }
+    /// `{p}.node.{id}.state`: requests for a node's membership pages.
+    pub fn state_subject(&self, node: &NodeId) -> String {
+        format!("{}.node.{node}.state", self.prefix)
     }
     /// `{p}.hello`
     pub fn hello_subject(&self) -> String {

@@ -6,16 +6,25 @@
 //! Names inside frames are validated while decoding, so a frame that decodes cleanly
 //! never carries a NATS wildcard or an over-long id.
 
+//!
+//! Frames that change state at their receiver when replayed (hello, keepalive, bye,
+//! nack) carry a [`Stamp`]: the sender's persisted boot counter and a counter that
+//! grows within the boot, handed out by a [`Stamper`].
+
 mod codec;
+mod stamp;
 mod types;
 
 pub use codec::{Codec, DecodeError};
+pub use stamp::Stamper;
 pub use types::{
-    Ack, Announce, Bye, DataBatch, Entry, MessageBody, Nack, Packet, Receipt, ReceiptAck,
+    Ack, Announce, Bye, DataBatch, Digest, Entry, MessageBody, Nack, Packet, Receipt, ReceiptAck,
+    Stamp, StatePage, StateRequest,
 };
 
-/// Current frame version.
-pub const VERSION: u8 = 1;
+/// Current frame version. 2: stamps on announces, byes and nacks; announces carry a
+/// membership digest instead of the list (fetched with `StateRequest`).
+pub const VERSION: u8 = 2;
 
 /// Bytes a frame adds around its entries; used to budget batches below max payload.
 /// The most a data frame needs: version and flags (2), the batch's array header (1),

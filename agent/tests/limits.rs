@@ -3,7 +3,7 @@
 
 use futures::StreamExt;
 use rmds_agent::names::{Channel, NodeId, Role};
-use rmds_agent::wire::{Ack, Announce, Codec, Packet};
+use rmds_agent::wire::{Ack, Announce, Codec, Packet, Stamp, StatePage};
 use rmds_scenarios::checker::check_stream;
 use rmds_scenarios::harness::{drain, eventually, TestNet};
 use serde_json::json;
@@ -227,14 +227,28 @@ async fn ghost_receiver(
     let codec = Codec::new(None);
     let me = NodeId::new("ghost").unwrap();
     let mut data = nc.subscribe("rmds.node.ghost.data").await.unwrap();
-    let announce = Packet::Keepalive(Announce {
-        node: me.clone(),
-        epoch: 42,
-        incarnation: 1,
-        memberships: vec![(Channel::new("chat").unwrap(), Role::Reader)],
-        pending: 0,
-        api: String::new(),
-    });
+    let mut state = nc.subscribe("rmds.node.ghost.state").await.unwrap();
+    let list: std::collections::BTreeMap<Channel, Role> =
+        [(Channel::new("chat").unwrap(), Role::Reader)].into();
+    let digest = rmds_agent::discovery::state::digest(
+        Stamp {
+            boot: 1,
+            counter: 0,
+        },
+        &list,
+    );
+    let mut counter = 0;
+    let mut announce = move || {
+        counter += 1;
+        Packet::Keepalive(Announce {
+            node: NodeId::new("ghost").unwrap(),
+            epoch: 42,
+            stamp: Stamp { boot: 1, counter },
+            digest,
+            pending: 0,
+            api: String::new(),
+        })
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last = 0u64;
     let mut got = Vec::new();
@@ -242,7 +256,19 @@ async fn ghost_receiver(
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {
-                nc.publish("rmds.keepalive", codec.encode(&announce).into()).await.unwrap();
+                nc.publish("rmds.keepalive", codec.encode(&announce()).into()).await.unwrap();
+            }
+            Some(msg) = state.next() => {
+                let page = Packet::State(StatePage {
+                    node: me.clone(),
+                    digest,
+                    page: 0,
+                    pages: 1,
+                    memberships: list.clone().into_iter().collect(),
+                });
+                if let Some(reply) = msg.reply {
+                    nc.publish(reply, codec.encode(&page).into()).await.unwrap();
+                }
             }
             Some(msg) = data.next() => {
                 let Ok(Packet::Data(b)) = codec.decode(&msg.payload) else { continue };

@@ -1,8 +1,15 @@
 //! The in-memory view of peers: pure state, no I/O, unit-tested.
+//!
+//! Announces are applied only when fresh (see [`super::freshness`]); memberships
+//! change only through a full list at least as new as the announced digest, so a
+//! membership disappears only by a fresh, signed leave, never by what an old or
+//! replayed announce said.
 
+use super::freshness::{Freshness, Scope};
+use super::state;
 use crate::names::{Channel, NodeId, Role};
 use crate::store::PeerRow;
-use crate::wire::Announce;
+use crate::wire::{Announce, Digest, Stamp};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -41,7 +48,14 @@ pub struct PeerSnapshot {
 #[derive(Debug)]
 struct Peer {
     epoch: u64,
-    incarnation: u64,
+    /// Which stamped frames of this peer are still fresh (holds its highest boot).
+    fresh: Freshness,
+    /// Version of `memberships` (the digest version they were fetched at).
+    version: Stamp,
+    /// Hash of `memberships`.
+    hash: u64,
+    /// Newest digest version announced: a fetch is due while it is ahead of `version`.
+    announced: Stamp,
     api: String,
     online: bool,
     last_seen: Option<Instant>,
@@ -62,6 +76,14 @@ pub struct Change {
     pub persist: bool,
     /// Channels it reads now and did not read before.
     pub new_reader_channels: Vec<Channel>,
+    /// Its membership list is unknown at this version or newer: fetch it.
+    pub fetch: Option<Stamp>,
+    /// What to persist: its highest boot and membership version.
+    pub boot: u64,
+    /// Membership version to persist.
+    pub version: Stamp,
+    /// The memberships to persist when `memberships_changed`.
+    pub memberships: Vec<(Channel, Role)>,
 }
 
 /// Own memberships plus every peer.
@@ -69,6 +91,8 @@ pub struct Change {
 pub struct View {
     /// This node's memberships.
     pub own: BTreeMap<Channel, Role>,
+    /// Their digest (version = the stamp of the last change, or this boot's start).
+    pub own_digest: Digest,
     peers: BTreeMap<NodeId, Peer>,
     liveness: HashMap<NodeId, watch::Sender<Liveness>>,
 }
@@ -77,15 +101,23 @@ pub struct View {
 const PERSIST_EVERY_MS: i64 = 60_000;
 
 impl View {
-    /// Builds the view from persisted rows; every peer starts offline.
-    pub fn load(me: &NodeId, own: Vec<(String, String)>, peers: Vec<PeerRow>) -> View {
+    /// Builds the view from persisted rows; every peer starts offline. `start` is the
+    /// version of this node's own memberships as loaded.
+    pub fn load(
+        me: &NodeId,
+        start: Stamp,
+        own: Vec<(String, String)>,
+        peers: Vec<PeerRow>,
+    ) -> View {
         let parse = |rows: &[(String, String)]| -> BTreeMap<Channel, Role> {
             rows.iter()
                 .filter_map(|(c, r)| Some((Channel::new(c.clone()).ok()?, r.parse().ok()?)))
                 .collect()
         };
+        let own = parse(&own);
         let mut view = View {
-            own: parse(&own),
+            own_digest: state::digest(start, &own),
+            own,
             ..View::default()
         };
         for p in peers {
@@ -95,18 +127,22 @@ impl View {
             if &id == me {
                 continue;
             }
+            let memberships = parse(&p.memberships);
             view.peers.insert(
                 id,
                 Peer {
                     epoch: p.epoch,
-                    incarnation: 0,
+                    fresh: Freshness::new(p.boot),
+                    version: p.version,
+                    hash: state::hash(&memberships),
+                    announced: p.version,
                     api: p.api,
                     online: false,
                     last_seen: None,
                     last_seen_wall: p.last_seen,
                     persisted_wall: p.last_seen,
                     pending: 0,
-                    memberships: parse(&p.memberships),
+                    memberships,
                 },
             );
         }
@@ -120,6 +156,11 @@ impl View {
             .filter(|(_, p)| p.memberships.get(channel).is_some_and(|r| r.reads()))
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// A known peer's epoch and API address.
+    pub fn identity(&self, node: &NodeId) -> Option<(u64, String)> {
+        self.peers.get(node).map(|p| (p.epoch, p.api.clone()))
     }
 
     /// (online, known).
@@ -161,45 +202,57 @@ impl View {
         }
     }
 
-    /// Applies a hello or keepalive received at `now` (local clock).
-    pub fn apply(&mut self, a: &Announce, now: Instant, wall: i64) -> Change {
-        let new: BTreeMap<Channel, Role> = a.memberships.iter().cloned().collect();
+    /// Sets this node's memberships, changed at `version`.
+    pub fn set_own(&mut self, own: BTreeMap<Channel, Role>, version: Stamp) {
+        self.own_digest = state::digest(version, &own);
+        self.own = own;
+    }
+
+    /// Applies a hello or keepalive received at `now` (local clock); `None` when the
+    /// frame is not fresh (replayed, or from an older run), which changes nothing.
+    pub fn apply(&mut self, a: &Announce, now: Instant, wall: i64) -> Option<Change> {
         let mut change = Change::default();
         let peer = self.peers.entry(a.node.clone()).or_insert_with(|| {
             change.persist = true;
-            change.memberships_changed = true;
+            let empty = BTreeMap::new();
             Peer {
                 epoch: a.epoch,
-                incarnation: a.incarnation,
+                fresh: Freshness::new(0),
+                version: Stamp::default(),
+                hash: state::hash(&empty),
+                announced: Stamp::default(),
                 api: a.api.clone(),
                 online: false,
                 last_seen: None,
                 last_seen_wall: wall,
                 persisted_wall: 0,
                 pending: 0,
-                memberships: BTreeMap::new(),
+                memberships: empty,
             }
         });
+        let boot = peer.fresh.boot();
+        if !peer.fresh.accept(Scope::Announce, a.stamp) {
+            return None;
+        }
         change.came_online = !peer.online;
-        for (ch, role) in &new {
-            let was_reader = peer.memberships.get(ch).is_some_and(|r| r.reads());
-            if role.reads() && !was_reader {
-                change.new_reader_channels.push(ch.clone());
+        if peer.fresh.boot() != boot || peer.epoch != a.epoch || peer.api != a.api {
+            change.persist = true;
+        }
+        let d = a.digest;
+        if d.version > peer.version {
+            if d.hash == peer.hash && d.count as usize == peer.memberships.len() {
+                // Same list at a newer version (e.g. the peer restarted): nothing to fetch.
+                peer.version = d.version;
+                change.persist = true;
+            } else {
+                peer.announced = peer.announced.max(d.version);
+                change.fetch = Some(d.version);
             }
-        }
-        if peer.memberships != new {
-            change.memberships_changed = true;
-            change.persist = true;
-        }
-        if peer.epoch != a.epoch || peer.api != a.api {
-            change.persist = true;
         }
         if change.came_online || wall - peer.persisted_wall > PERSIST_EVERY_MS {
             change.persist = true;
         }
-        peer.memberships = new;
         peer.epoch = a.epoch;
-        peer.incarnation = a.incarnation;
         peer.api = a.api.clone();
         peer.online = true;
         peer.last_seen = Some(now);
@@ -208,22 +261,72 @@ impl View {
         if change.persist {
             peer.persisted_wall = wall;
         }
+        change.boot = peer.fresh.boot();
+        change.version = peer.version;
         let node = a.node.clone();
         self.set_online(&node, true);
-        change
+        Some(change)
     }
 
-    /// A peer said bye; true if it was online. A bye from an older incarnation is ignored.
-    pub fn bye(&mut self, node: &NodeId, incarnation: u64) -> bool {
-        let Some(p) = self.peers.get_mut(node) else {
-            return false;
+    /// Applies a peer's full membership list, fetched at `digest`; `None` when it is
+    /// not newer than what is known (nothing changes). This is the only place a
+    /// peer's membership can disappear.
+    pub fn apply_state(
+        &mut self,
+        node: &NodeId,
+        digest: Digest,
+        list: BTreeMap<Channel, Role>,
+    ) -> Option<Change> {
+        let peer = self.peers.get_mut(node)?;
+        if digest.version <= peer.version {
+            return None;
+        }
+        let mut change = Change {
+            persist: true,
+            ..Change::default()
         };
-        if p.incarnation != incarnation || !p.online {
-            return false;
+        for (ch, role) in &list {
+            let was_reader = peer.memberships.get(ch).is_some_and(|r| r.reads());
+            if role.reads() && !was_reader {
+                change.new_reader_channels.push(ch.clone());
+            }
+        }
+        change.memberships_changed = peer.memberships != list;
+        change.memberships = list.iter().map(|(c, r)| (c.clone(), *r)).collect();
+        peer.memberships = list;
+        peer.version = digest.version;
+        peer.hash = digest.hash;
+        // Announced again while this list was fetched: fetch the newer one.
+        change.fetch = (peer.announced > peer.version).then_some(peer.announced);
+        change.boot = peer.fresh.boot();
+        change.version = peer.version;
+        Some(change)
+    }
+
+    /// A peer said bye: `Some(true)` if it was online and is now offline, `None` if the
+    /// bye is not fresh (replayed, or from an older run) and was ignored.
+    pub fn bye(&mut self, node: &NodeId, stamp: Stamp) -> Option<bool> {
+        let Some(p) = self.peers.get_mut(node) else {
+            return Some(false);
+        };
+        if !p.fresh.accept(Scope::Announce, stamp) {
+            return None;
+        }
+        if !p.online {
+            return Some(false);
         }
         p.online = false;
         self.set_online(node, false);
-        true
+        Some(true)
+    }
+
+    /// Whether a negative acknowledgement from `node` stamped `stamp` is fresh. A node
+    /// not known at all has nothing to replay against.
+    pub fn fresh_nack(&mut self, node: &NodeId, stamp: Stamp) -> bool {
+        match self.peers.get_mut(node) {
+            Some(p) => p.fresh.accept(Scope::Nack, stamp),
+            None => true,
+        }
     }
 
     /// Marks peers not heard from within `timeout` offline; returns them.
@@ -288,31 +391,63 @@ impl View {
 mod tests {
     use super::*;
 
-    fn ann(node: &str, ms: &[(&str, Role)]) -> Announce {
+    fn list(ms: &[(&str, Role)]) -> BTreeMap<Channel, Role> {
+        ms.iter()
+            .map(|(c, r)| (Channel::new(*c).unwrap(), *r))
+            .collect()
+    }
+
+    fn st(boot: u64, counter: u64) -> Stamp {
+        Stamp { boot, counter }
+    }
+
+    /// An announce of `node` stamped (1, counter) whose memberships changed at (1, version).
+    fn ann(node: &str, counter: u64, version: u64, ms: &[(&str, Role)]) -> Announce {
         Announce {
             node: NodeId::new(node).unwrap(),
             epoch: 1,
-            incarnation: 9,
-            memberships: ms
-                .iter()
-                .map(|(c, r)| (Channel::new(*c).unwrap(), *r))
-                .collect(),
+            stamp: st(1, counter),
+            digest: state::digest(st(1, version), &list(ms)),
             pending: 0,
             api: String::new(),
         }
     }
 
+    fn view() -> View {
+        View::load(&NodeId::new("me").unwrap(), st(1, 0), vec![], vec![])
+    }
+
+    /// Applies an announce and, when asked to, the list it describes.
+    fn learn(v: &mut View, a: &Announce, ms: &[(&str, Role)], at: Instant) -> Change {
+        let c = v.apply(a, at, 0).expect("fresh");
+        if c.fetch.is_some() {
+            return v
+                .apply_state(&a.node, a.digest, list(ms))
+                .expect("newer list");
+        }
+        c
+    }
+
     #[test]
-    fn given_new_reader_when_announced_then_reported_once_and_online() {
-        let me = NodeId::new("me").unwrap();
-        let mut v = View::load(&me, vec![], vec![]);
+    fn given_new_reader_when_announced_then_fetched_reported_once_and_online() {
+        let mut v = view();
         let lisa = NodeId::new("lisa").unwrap();
         let mut live = v.liveness(&lisa);
         let t0 = Instant::now();
-        let c = v.apply(&ann("lisa", &[("chat", Role::Reader)]), t0, 0);
+        let ms = [("chat", Role::Reader)];
+        let c = v.apply(&ann("lisa", 1, 1, &ms), t0, 0).unwrap();
         assert!(c.came_online);
+        assert_eq!(
+            c.fetch,
+            Some(st(1, 1)),
+            "an unknown digest asks for the list"
+        );
+        assert!(v.readers(&Channel::new("chat").unwrap()).is_empty());
+        let c = v
+            .apply_state(&lisa, state::digest(st(1, 1), &list(&ms)), list(&ms))
+            .unwrap();
         assert_eq!(c.new_reader_channels.len(), 1);
-        assert!(live.has_changed().unwrap());
+        assert!(c.memberships_changed);
         assert_eq!(
             *live.borrow_and_update(),
             Liveness {
@@ -320,8 +455,8 @@ mod tests {
                 generation: 1
             }
         );
-        let c = v.apply(&ann("lisa", &[("chat", Role::Reader)]), t0, 1);
-        assert!(c.new_reader_channels.is_empty());
+        let c = v.apply(&ann("lisa", 2, 1, &ms), t0, 1).unwrap();
+        assert!(c.fetch.is_none(), "a known digest asks for nothing");
         assert!(
             !live.has_changed().unwrap(),
             "a keepalive from an online peer must not look like a comeback"
@@ -333,11 +468,82 @@ mod tests {
     }
 
     #[test]
-    fn given_silence_when_timeout_passes_then_offline_but_still_reader() {
-        let me = NodeId::new("me").unwrap();
-        let mut v = View::load(&me, vec![], vec![]);
+    fn given_a_replayed_announce_when_applied_then_nothing_changes() {
+        let mut v = view();
         let t0 = Instant::now();
-        v.apply(&ann("bob", &[("chat", Role::Rw)]), t0, 0);
+        let before = ann("bob", 1, 1, &[("other", Role::Reader)]);
+        learn(&mut v, &before, &[("other", Role::Reader)], t0);
+        let ms = [("other", Role::Reader), ("chat", Role::Reader)];
+        learn(&mut v, &ann("bob", 2, 2, &ms), &ms, t0);
+        assert!(v.apply(&before, t0, 0).is_none(), "replayed");
+        assert_eq!(v.readers(&Channel::new("chat").unwrap()).len(), 1);
+        // An old list (e.g. an answer captured earlier) never replaces a newer one.
+        let old = list(&[("other", Role::Reader)]);
+        let bob = NodeId::new("bob").unwrap();
+        assert!(v
+            .apply_state(&bob, state::digest(st(1, 1), &old), old)
+            .is_none());
+        assert_eq!(v.readers(&Channel::new("chat").unwrap()).len(), 1);
+    }
+
+    #[test]
+    fn given_an_announce_of_an_older_digest_but_fresh_stamp_when_applied_then_no_fetch() {
+        let mut v = view();
+        let t0 = Instant::now();
+        let ms = [("chat", Role::Reader)];
+        learn(&mut v, &ann("bob", 1, 5, &ms), &ms, t0);
+        let c = v.apply(&ann("bob", 2, 3, &[]), t0, 0).unwrap();
+        assert!(c.fetch.is_none());
+        assert_eq!(v.readers(&Channel::new("chat").unwrap()).len(), 1);
+    }
+
+    #[test]
+    fn given_a_restarted_peer_with_the_same_list_when_announced_then_adopted_without_fetch() {
+        let mut v = view();
+        let t0 = Instant::now();
+        let ms = [("chat", Role::Reader)];
+        learn(&mut v, &ann("bob", 1, 1, &ms), &ms, t0);
+        let mut restarted = ann("bob", 1, 0, &ms);
+        restarted.stamp = st(2, 1);
+        restarted.digest.version = st(2, 0);
+        let c = v.apply(&restarted, t0, 0).unwrap();
+        assert!(c.fetch.is_none());
+        assert!(c.persist);
+        assert_eq!(c.boot, 2);
+        assert_eq!(c.version, st(2, 0));
+        // The previous run's frames are refused from now on.
+        assert!(v.apply(&ann("bob", 9, 1, &[]), t0, 0).is_none());
+    }
+
+    #[test]
+    fn given_a_digest_announced_during_a_fetch_when_the_fetch_lands_then_fetch_again() {
+        let mut v = view();
+        let t0 = Instant::now();
+        let bob = NodeId::new("bob").unwrap();
+        let one = [("a", Role::Reader)];
+        let two = [("a", Role::Reader), ("b", Role::Reader)];
+        assert!(v
+            .apply(&ann("bob", 1, 1, &one), t0, 0)
+            .unwrap()
+            .fetch
+            .is_some());
+        assert!(v
+            .apply(&ann("bob", 2, 2, &two), t0, 0)
+            .unwrap()
+            .fetch
+            .is_some());
+        let c = v
+            .apply_state(&bob, state::digest(st(1, 1), &list(&one)), list(&one))
+            .unwrap();
+        assert_eq!(c.fetch, Some(st(1, 2)));
+    }
+
+    #[test]
+    fn given_silence_when_timeout_passes_then_offline_but_still_reader() {
+        let mut v = view();
+        let t0 = Instant::now();
+        let ms = [("chat", Role::Rw)];
+        learn(&mut v, &ann("bob", 1, 1, &ms), &ms, t0);
         assert!(v
             .mark_offline(t0 + Duration::from_secs(5), Duration::from_secs(30))
             .is_empty());
@@ -347,11 +553,7 @@ mod tests {
         assert_eq!(v.readers(&Channel::new("chat").unwrap()).len(), 1);
         // Back online: generation moves so senders resend at once.
         let mut live = v.liveness(&NodeId::new("bob").unwrap());
-        v.apply(
-            &ann("bob", &[("chat", Role::Rw)]),
-            t0 + Duration::from_secs(40),
-            40_000,
-        );
+        v.apply(&ann("bob", 2, 1, &ms), t0 + Duration::from_secs(40), 40_000);
         assert!(live.borrow_and_update().online);
         // Expiry only for long-offline peers.
         assert!(v.expire(50_000, 1_000).is_empty());
@@ -360,13 +562,25 @@ mod tests {
     }
 
     #[test]
-    fn given_stale_bye_when_received_then_ignored() {
-        let me = NodeId::new("me").unwrap();
-        let mut v = View::load(&me, vec![], vec![]);
-        v.apply(&ann("bob", &[]), Instant::now(), 0);
+    fn given_stale_or_replayed_bye_when_received_then_ignored() {
+        let mut v = view();
+        v.apply(&ann("bob", 5, 0, &[]), Instant::now(), 0);
         let bob = NodeId::new("bob").unwrap();
-        assert!(!v.bye(&bob, 1));
-        assert!(v.bye(&bob, 9));
+        assert_eq!(v.bye(&bob, st(0, 9)), None, "previous run");
+        assert_eq!(v.bye(&bob, st(1, 5)), None, "replayed counter");
+        assert_eq!(v.bye(&bob, st(1, 6)), Some(true));
         assert_eq!(v.counts(), (0, 1));
+        assert_eq!(v.bye(&bob, st(1, 6)), None);
+        assert_eq!(v.bye(&NodeId::new("eve").unwrap(), st(1, 1)), Some(false));
+    }
+
+    #[test]
+    fn given_a_nack_when_replayed_then_refused() {
+        let mut v = view();
+        v.apply(&ann("bob", 1, 0, &[]), Instant::now(), 0);
+        let bob = NodeId::new("bob").unwrap();
+        assert!(v.fresh_nack(&bob, st(1, 2)));
+        assert!(!v.fresh_nack(&bob, st(1, 2)));
+        assert!(!v.fresh_nack(&bob, st(0, 7)), "previous run");
     }
 }

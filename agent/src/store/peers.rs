@@ -1,6 +1,7 @@
 //! Discovery state: peers and memberships (this node's own included).
 
 use super::Result;
+use crate::wire::Stamp;
 use rusqlite::{params, Connection};
 
 /// A peer as persisted.
@@ -10,6 +11,10 @@ pub struct PeerRow {
     pub node_id: String,
     /// Its database epoch.
     pub epoch: u64,
+    /// Its highest boot seen: frames of older boots are replays.
+    pub boot: u64,
+    /// Version of its memberships as stored (a list is replaced only by a newer one).
+    pub version: Stamp,
     /// Its API address (informational).
     pub api: String,
     /// First seen (ms, local clock).
@@ -20,20 +25,42 @@ pub struct PeerRow {
     pub memberships: Vec<(String, String)>,
 }
 
+/// What is persisted when a peer is seen.
+#[derive(Debug, Clone)]
+pub struct PeerSeen {
+    /// Its database epoch.
+    pub epoch: u64,
+    /// Its highest boot seen.
+    pub boot: u64,
+    /// Version of its memberships.
+    pub version: Stamp,
+    /// Its API address.
+    pub api: String,
+}
+
 /// Records that a peer was seen, replacing its memberships when given.
 pub fn upsert_peer(
     conn: &Connection,
     node_id: &str,
-    epoch: u64,
-    api: &str,
+    seen: &PeerSeen,
     now: i64,
     memberships: Option<&[(String, String)]>,
 ) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO peers(node_id, epoch, api, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?4)
-         ON CONFLICT(node_id) DO UPDATE SET epoch = ?2, api = ?3, last_seen = ?4",
+        "INSERT INTO peers(node_id, epoch, api, first_seen, last_seen, boot, mver_boot, mver_counter)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)
+         ON CONFLICT(node_id) DO UPDATE SET epoch = ?2, api = ?3, last_seen = ?4,
+           boot = max(boot, ?5), mver_boot = ?6, mver_counter = ?7",
     )?
-    .execute(params![node_id, epoch as i64, api, now])?;
+    .execute(params![
+        node_id,
+        seen.epoch as i64,
+        seen.api,
+        now,
+        seen.boot as i64,
+        seen.version.boot as i64,
+        seen.version.counter as i64
+    ])?;
     if let Some(ms) = memberships {
         set_memberships(conn, node_id, ms, now)?;
     }
@@ -67,8 +94,10 @@ pub fn delete_peer(conn: &Connection, node_id: &str) -> Result<()> {
 
 /// Every persisted peer with its memberships.
 pub fn load_peers(conn: &Connection) -> Result<Vec<PeerRow>> {
-    let mut stmt = conn
-        .prepare("SELECT node_id, epoch, api, first_seen, last_seen FROM peers ORDER BY node_id")?;
+    let mut stmt = conn.prepare(
+        "SELECT node_id, epoch, api, first_seen, last_seen, boot, mver_boot, mver_counter
+         FROM peers ORDER BY node_id",
+    )?;
     let mut peers: Vec<PeerRow> = stmt
         .query_map([], |r| {
             Ok(PeerRow {
@@ -77,6 +106,11 @@ pub fn load_peers(conn: &Connection) -> Result<Vec<PeerRow>> {
                 api: r.get(2)?,
                 first_seen: r.get(3)?,
                 last_seen: r.get(4)?,
+                boot: r.get::<_, i64>(5)? as u64,
+                version: Stamp {
+                    boot: r.get::<_, i64>(6)? as u64,
+                    counter: r.get::<_, i64>(7)? as u64,
+                },
                 memberships: Vec::new(),
             })
         })?

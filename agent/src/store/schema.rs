@@ -225,6 +225,13 @@ CREATE TABLE group_tombstones (
   PRIMARY KEY (channel, name)
 ) WITHOUT ROWID;
 "#,
+    // 5: replay protection.
+    r#"
+-- Replay protection: a peer's highest boot seen and the version of its memberships.
+ALTER TABLE peers ADD COLUMN boot INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE peers ADD COLUMN mver_boot INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE peers ADD COLUMN mver_counter INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Pragmas for every connection.
@@ -295,4 +302,29 @@ pub fn identity(conn: &Connection, node_id: &str) -> Result<u64> {
         params![epoch.to_string()],
     )?;
     Ok(epoch)
+}
+
+/// Raises and returns this node's boot counter, committed before the caller sends any
+/// frame. It never goes back: at least one more than the last boot, and at least the
+/// wall clock in ms, so a node whose database was recreated still starts above every
+/// boot its peers remember (given a clock that is not far behind).
+pub fn next_boot(conn: &Connection) -> Result<u64> {
+    let last: u64 = conn
+        .query_row("SELECT value FROM meta WHERE key = 'boot'", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()?
+        .map(|v| {
+            v.parse()
+                .map_err(|_| Error::Corrupt(format!("bad boot counter {v:?}")))
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let boot = last.saturating_add(1).max(super::now_ms().max(0) as u64);
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('boot', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = ?1",
+        params![boot.to_string()],
+    )?;
+    Ok(boot)
 }

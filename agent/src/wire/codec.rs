@@ -115,8 +115,8 @@ impl Codec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::names::{Channel, NodeId, Role};
-    use crate::wire::{Ack, Announce, DataBatch, Entry, MessageBody};
+    use crate::names::{Channel, NodeId};
+    use crate::wire::{Ack, Announce, DataBatch, Digest, Entry, MessageBody, Stamp};
 
     fn batch() -> Packet {
         Packet::Data(DataBatch {
@@ -156,8 +156,11 @@ mod tests {
         let a = Packet::Keepalive(Announce {
             node: NodeId::new("n").unwrap(),
             epoch: 1,
-            incarnation: 2,
-            memberships: vec![(Channel::new("c").unwrap(), Role::Reader)],
+            stamp: Stamp {
+                boot: 2,
+                counter: 3,
+            },
+            digest: Digest::default(),
             pending: 0,
             api: "127.0.0.1:1".into(),
         });

@@ -24,6 +24,60 @@ pub enum Packet {
     /// The receiver could not store what it was sent (for example its store refuses
     /// writes), on `{p}.node.{sender}.ack`: resend later.
     Nack(Nack),
+    /// Asks a node for one page of its memberships, as a request on
+    /// `{p}.node.{node}.state`; answered with a [`StatePage`].
+    StateRequest(StateRequest),
+    /// One page of a node's memberships.
+    State(StatePage),
+}
+
+/// Freshness proof of a signed frame: the sender's boot counter (persisted, raised at
+/// every start) and a counter that only grows within that boot. Ordered boot first.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Stamp {
+    /// The sender's boot counter.
+    pub boot: u64,
+    /// Monotonic within the boot, from 1.
+    pub counter: u64,
+}
+
+/// What a keepalive says about a node's memberships, instead of the list itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// When the memberships last changed (the stamp of that change).
+    pub version: Stamp,
+    /// Hash of the sorted memberships (see `discovery::state::hash`).
+    pub hash: u64,
+    /// How many memberships.
+    pub count: u32,
+}
+
+/// A request for page `page` of `node`'s memberships.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateRequest {
+    /// The node asking.
+    pub asker: NodeId,
+    /// The node asked (whose subject this is sent on).
+    pub node: NodeId,
+    /// Page index, from 0.
+    pub page: u32,
+}
+
+/// One page of a node's memberships at one version; every page fits under max payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatePage {
+    /// The node described.
+    pub node: NodeId,
+    /// The digest of the whole membership list this page belongs to.
+    pub digest: Digest,
+    /// This page's index.
+    pub page: u32,
+    /// How many pages make the list.
+    pub pages: u32,
+    /// This page's memberships.
+    pub memberships: Vec<(Channel, Role)>,
 }
 
 /// A negative acknowledgement: everything up to `acked` is committed, the rest was
@@ -42,6 +96,8 @@ pub struct Nack {
     pub acked: u64,
     /// Why (for logs and dead-letter history).
     pub reason: String,
+    /// Freshness: a replayed refusal is dropped.
+    pub stamp: Stamp,
 }
 
 /// Consumption receipts from one receiver to one sender.
@@ -140,17 +196,18 @@ pub struct Ack {
     pub had: Vec<u64>,
 }
 
-/// A node's self-description, sent in hello and keepalive.
+/// A node's self-description, sent in hello and keepalive. Small whatever the number
+/// of channels: the memberships travel as a digest and are fetched in pages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Announce {
     /// The node.
     pub node: NodeId,
     /// Its database epoch.
     pub epoch: u64,
-    /// Random per process start: a change means the node restarted.
-    pub incarnation: u64,
-    /// Every channel it is a member of.
-    pub memberships: Vec<(Channel, Role)>,
+    /// Freshness: boot (a change means the node restarted) and counter.
+    pub stamp: Stamp,
+    /// Its memberships, as a digest.
+    pub digest: Digest,
     /// Messages waiting to be delivered from it (informational).
     pub pending: u64,
     /// Its API address, for topology views (informational).
@@ -162,8 +219,8 @@ pub struct Announce {
 pub struct Bye {
     /// The node leaving.
     pub node: NodeId,
-    /// Its incarnation (a stale bye from a previous run is ignored).
-    pub incarnation: u64,
+    /// Freshness: a bye from a previous run, or replayed, is ignored.
+    pub stamp: Stamp,
 }
 
 impl MessageBody {

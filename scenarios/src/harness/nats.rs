@@ -13,6 +13,7 @@ pub struct NatsServer {
     cluster_port: Option<u16>,
     routes: Vec<u16>,
     jetstream: Option<PathBuf>,
+    max_payload: Option<usize>,
     name: String,
     log: PathBuf,
     child: Option<Child>,
@@ -30,6 +31,7 @@ impl NatsServer {
             cluster_port: None,
             routes: Vec::new(),
             jetstream: None,
+            max_payload: None,
             name: name.into(),
             log: dir.join(format!("{name}.log")),
             child: None,
@@ -46,6 +48,12 @@ impl NatsServer {
     /// Enables JetStream with its store in `dir` (for comparison benchmarks).
     pub fn jetstream(mut self, dir: PathBuf) -> NatsServer {
         self.jetstream = Some(dir);
+        self
+    }
+
+    /// Sets the server's max payload (bytes), to test frames near the limit.
+    pub fn max_payload(mut self, bytes: usize) -> NatsServer {
+        self.max_payload = Some(bytes);
         self
     }
 
@@ -89,6 +97,11 @@ impl NatsServer {
         ]);
         if let Some(dir) = &self.jetstream {
             cmd.arg("-js").arg("-sd").arg(dir);
+        }
+        if let Some(bytes) = self.max_payload {
+            let conf = self.log.with_extension("conf");
+            std::fs::write(&conf, format!("max_payload: {bytes}\n"))?;
+            cmd.arg("-c").arg(conf);
         }
         if let Some(cp) = self.cluster_port {
             cmd.args([

@@ -14,6 +14,7 @@ pub struct TestNetBuilder {
     bin: Option<PathBuf>,
     proxied: Vec<String>,
     cluster: usize,
+    max_payload: Option<usize>,
 }
 
 /// NATS and agents on loopback, each agent with its own temp data dir.
@@ -61,6 +62,7 @@ impl TestNet {
             bin: None,
             proxied: Vec::new(),
             cluster: 1,
+            max_payload: None,
         }
     }
 
@@ -195,6 +197,12 @@ impl TestNetBuilder {
         self
     }
 
+    /// Starts every nats-server with this max payload (bytes).
+    pub fn nats_max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = Some(bytes);
+        self
+    }
+
     /// Leaves NATS stopped at start.
     pub fn nats_down(mut self) -> Self {
         self.nats_up = false;
@@ -304,6 +312,9 @@ level = "info,async_nats=warn"
             }
         } else {
             servers.push(NatsServer::new(dir.path(), "nats"));
+        }
+        if let Some(bytes) = self.max_payload {
+            servers = servers.into_iter().map(|s| s.max_payload(bytes)).collect();
         }
         if self.nats_up {
             for s in servers.iter_mut() {
