@@ -79,6 +79,12 @@ pub struct DeliveryTask {
     shared: Shared,
     rx: mpsc::Receiver<Command>,
     streams: HashMap<(NodeId, Channel), StreamHandle>,
+    /// Highest sequence of each stream that was open when this process started: up to
+    /// there the receiver may have ACKs from an earlier life of the process (or of a
+    /// stream task) that the store does not know yet. Taken when the stream starts.
+    prior: HashMap<(NodeId, Channel), u64>,
+    /// Whether the streams open at start were read.
+    resumed: bool,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
@@ -109,6 +115,8 @@ impl Delivery {
             },
             rx,
             streams: HashMap::new(),
+            prior: HashMap::new(),
+            resumed: false,
             tracker,
             cancel: CancellationToken::new(),
         };
@@ -157,12 +165,14 @@ impl DeliveryTask {
         }
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let idle_since = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let prior = self.prior.remove(&key).unwrap_or(0);
         let task = StreamTask::new(
             self.shared.clone(),
             receiver.clone(),
             channel.clone(),
             rx,
             idle_since.clone(),
+            prior,
         );
         self.tracker.spawn(task.run(self.cancel.clone()));
         self.streams.insert(
@@ -283,8 +293,13 @@ impl DeliveryTask {
             .await
         {
             Ok(rows) => {
+                let first = !self.resumed;
+                self.resumed = true;
                 for row in rows {
                     if let (Ok(r), Ok(c)) = (NodeId::new(row.receiver), Channel::new(row.channel)) {
+                        if first {
+                            self.prior.insert((r.clone(), c.clone()), row.last_seq);
+                        }
                         self.send(&r, &c, StreamCmd::New(row.last_seq)).await;
                     }
                 }

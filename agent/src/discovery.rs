@@ -265,17 +265,29 @@ impl DiscoveryTask {
     /// Runs until cancelled, then says bye.
     pub async fn run(mut self, cancel: CancellationToken) {
         let t = self.transport.clone();
-        let (mut hello, mut keepalive, mut bye, mut state) = match (
-            t.subscribe(t.hello_subject()).await,
-            t.subscribe(t.keepalive_subject()).await,
-            t.subscribe(t.bye_subject()).await,
-            t.subscribe(t.state_subject(&self.handle.me)).await,
-        ) {
-            (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-            _ => {
-                tracing::error!("discovery cannot subscribe; stopping");
-                return;
+        // Subscriptions are retried until they work: discovery never stops for good
+        // because NATS refused a subscribe once.
+        let subjects = [
+            t.hello_subject(),
+            t.keepalive_subject(),
+            t.bye_subject(),
+            t.state_subject(&self.handle.me),
+        ];
+        let mut subs = Vec::with_capacity(subjects.len());
+        for subject in subjects {
+            match t.subscribe_until(subject, &cancel).await {
+                Some(s) => subs.push(s),
+                None => return,
             }
+        }
+        let Some((mut hello, mut keepalive, mut bye, mut state)) = ({
+            let mut it = subs.into_iter();
+            match (it.next(), it.next(), it.next(), it.next()) {
+                (Some(a), Some(b), Some(c), Some(d)) => Some((a, b, c, d)),
+                _ => None,
+            }
+        }) else {
+            return;
         };
         let mut nats = self.transport.watch_state();
         let mut tick = tokio::time::interval(self.config.keepalive_interval);

@@ -51,6 +51,9 @@ pub(crate) struct StreamTask {
     /// When this stream became idle (ms), 0 while it has work: the manager releases
     /// streams idle for long.
     idle_since: Arc<AtomicI64>,
+    /// Highest sequence an earlier life of this process may have sent (see
+    /// [`Window::new`]); 0 for a stream with nothing unacknowledged at start.
+    prior: u64,
 }
 
 /// Most payload bytes a stream keeps in memory for sending without a read.
@@ -63,6 +66,7 @@ impl StreamTask {
         channel: Channel,
         rx: mpsc::Receiver<StreamCmd>,
         idle_since: Arc<AtomicI64>,
+        prior: u64,
     ) -> StreamTask {
         let shared_policy = shared.domains.effective(&channel);
         let breaker = shared_policy.circuit_breaker.map(CircuitBreaker::new);
@@ -77,6 +81,7 @@ impl StreamTask {
             policy: shared_policy,
             breaker,
             idle_since,
+            prior,
         }
     }
 
@@ -153,7 +158,7 @@ impl StreamTask {
 
     pub async fn run(mut self, cancel: CancellationToken) {
         let (acked, last) = self.load_state().await;
-        let mut window = Window::new(self.window_config(), acked, last);
+        let mut window = Window::new(self.window_config(), acked, last, self.prior);
         let mut live: watch::Receiver<Liveness> = self.shared.discovery.liveness(&self.receiver);
         let mut nats = self.shared.transport.watch_state();
         tracing::debug!(peer = %self.receiver, channel = %self.channel, acked, last, "stream started");

@@ -105,16 +105,18 @@ pub struct Window {
 
 impl Window {
     /// A window over a stream whose receiver acknowledged `acked` (as far as the
-    /// store knows) and whose highest assigned sequence is `last_seq`. Anything up to
-    /// `last_seq` may have been sent before a restart, so ACKs up to it are valid.
-    pub fn new(cfg: WindowConfig, acked: u64, last_seq: u64) -> Window {
+    /// store knows) and whose highest assigned sequence is `last_seq`. Sequences up to
+    /// `prior` (those assigned before this process started) may have been sent by an
+    /// earlier life, so ACKs up to there are valid; above it only what this window
+    /// sent can be acknowledged.
+    pub fn new(cfg: WindowConfig, acked: u64, last_seq: u64, prior: u64) -> Window {
         let last_seq = last_seq.max(acked);
         Window {
             cfg,
             acked,
             last_seq,
             sent_upto: acked,
-            high_sent: last_seq,
+            high_sent: prior.min(last_seq).max(acked),
             failed: 0,
             deadline: None,
             hold: None,
@@ -290,7 +292,7 @@ mod tests {
 
     /// A window of this process's life with `n` sequences assigned, none sent yet.
     fn fresh(n: u64) -> Window {
-        let mut w = Window::new(cfg(), 0, 0);
+        let mut w = Window::new(cfg(), 0, 0, 0);
         w.on_new(n);
         w
     }
@@ -374,7 +376,7 @@ mod tests {
         let t = Instant::now();
         // Stored ACK 10, sequences up to 500 assigned before the crash; the receiver
         // had committed 300 of them.
-        let mut w = Window::new(cfg(), 10, 500);
+        let mut w = Window::new(cfg(), 10, 500, 500);
         assert_eq!(
             w.poll(t, true),
             Some(Action::Send {
@@ -386,6 +388,10 @@ mod tests {
         w.on_sent(14, t);
         assert_eq!(w.on_ack(300, t), AckOutcome::Advanced { from: 11, to: 300 });
         assert_eq!(w.on_ack(501, t), AckOutcome::Invalid);
+        // Sequences assigned in this life only count once sent.
+        let mut w2 = Window::new(cfg(), 10, 500, 200);
+        assert_eq!(w2.on_ack(200, t), AckOutcome::Advanced { from: 11, to: 200 });
+        assert_eq!(w2.on_ack(300, t), AckOutcome::Invalid);
         assert_eq!(
             w.poll(t, true),
             Some(Action::Send {

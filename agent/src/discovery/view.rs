@@ -361,6 +361,10 @@ impl View {
         for id in &gone {
             self.peers.remove(id);
         }
+        // Liveness watches of peers that are gone and that no stream watches any more.
+        let peers = &self.peers;
+        self.liveness
+            .retain(|id, tx| tx.receiver_count() > 0 || peers.contains_key(id));
         gone
     }
 
@@ -582,5 +586,21 @@ mod tests {
         assert!(v.fresh_nack(&bob, st(1, 2)));
         assert!(!v.fresh_nack(&bob, st(1, 2)));
         assert!(!v.fresh_nack(&bob, st(0, 7)), "previous run");
+    }
+
+    #[test]
+    fn given_an_expired_peer_nobody_watches_when_expiring_then_its_liveness_watch_goes() {
+        let mut v = View::default();
+        let ghost = NodeId::new("ghost").unwrap();
+        let watched = NodeId::new("watched").unwrap();
+        drop(v.liveness(&ghost));
+        let _keep = v.liveness(&watched);
+        assert_eq!(v.liveness.len(), 2);
+        v.expire(i64::MAX, 0);
+        assert!(!v.liveness.contains_key(&ghost));
+        assert!(
+            v.liveness.contains_key(&watched),
+            "a stream still watches it"
+        );
     }
 }
