@@ -390,7 +390,10 @@ mod tests {
         assert_eq!(w.on_ack(501, t), AckOutcome::Invalid);
         // Sequences assigned in this life only count once sent.
         let mut w2 = Window::new(cfg(), 10, 500, 200);
-        assert_eq!(w2.on_ack(200, t), AckOutcome::Advanced { from: 11, to: 200 });
+        assert_eq!(
+            w2.on_ack(200, t),
+            AckOutcome::Advanced { from: 11, to: 200 }
+        );
         assert_eq!(w2.on_ack(300, t), AckOutcome::Invalid);
         assert_eq!(
             w.poll(t, true),

@@ -1,0 +1,88 @@
+//! The sender's expiry and retention sweep: pending deliveries past their TTL are
+//! expired, finished ones and payloads are deleted once retention allows.
+
+use super::{finish, DeliveryState};
+use crate::store::Result;
+use rusqlite::{params, Connection};
+
+/// The result of one expiry/retention sweep.
+#[derive(Debug, Default, Clone)]
+pub struct ExpirySweep {
+    /// Pending deliveries that expired: (receiver, channel, seq).
+    pub expired: Vec<(String, String, u64)>,
+    /// Unrouted messages whose TTL ran out unrouted.
+    pub expired_unrouted: u64,
+    /// Rows deleted by retention.
+    pub deleted: u64,
+}
+
+/// Expires pending deliveries past their TTL and deletes what retention allows.
+pub fn sweep(conn: &Connection, now: i64, retention_ms: i64, limit: i64) -> Result<ExpirySweep> {
+    let mut out = ExpirySweep::default();
+    let due: Vec<(String, String, i64)> = conn
+        .prepare_cached(
+            "SELECT d.receiver, d.channel, d.seq FROM messages m JOIN deliveries d ON d.message_id = m.id
+             WHERE m.expires_at <= ? AND d.state IN (0, 1) LIMIT ?",
+        )?
+        .query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<std::result::Result<_, _>>()?;
+    for (receiver, channel, seq) in due {
+        if finish(
+            conn,
+            &receiver,
+            &channel,
+            seq as u64,
+            DeliveryState::Expired,
+            "ttl expired",
+            now,
+        )? {
+            out.expired.push((receiver, channel, seq as u64));
+        }
+    }
+    out.expired_unrouted = conn
+        .prepare_cached(
+            "DELETE FROM unrouted WHERE expires_at <= ?
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = unrouted.message_id)",
+        )?
+        .execute([now])? as u64;
+    conn.prepare_cached("DELETE FROM unrouted WHERE expires_at <= ?")?
+        .execute([now])?;
+    // Status records of finished deliveries are kept for the retention period...
+    out.deleted += conn
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE (receiver, channel, seq) IN (
+               SELECT d.receiver, d.channel, d.seq FROM deliveries d
+               WHERE d.state >= 2 AND d.done_at < ?
+                 -- an unrouted message's deliveries say which readers already have it
+                 AND NOT EXISTS (SELECT 1 FROM unrouted u WHERE u.message_id = d.message_id)
+               LIMIT ?)",
+        )?
+        .execute(params![now - retention_ms, limit])? as u64;
+    // ...but no payload is kept past its TTL.
+    conn.prepare_cached(
+        "UPDATE messages SET payload = x'' WHERE id IN (
+           SELECT id FROM messages WHERE expires_at <= ? AND length(payload) > 0 LIMIT ?)",
+    )?
+    .execute(params![now, limit])?;
+    // Messages nothing refers to any more, past their TTL or their retention; two
+    // statements so that each uses its index.
+    for column in ["expires_at", "created_at"] {
+        let cutoff = if column == "expires_at" {
+            now
+        } else {
+            now - retention_ms
+        };
+        out.deleted += conn
+            .prepare_cached(&format!(
+                "DELETE FROM messages WHERE id IN (
+                   SELECT m.id FROM messages m
+                   WHERE m.{column} <= ?
+                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id)
+                     AND NOT EXISTS (SELECT 1 FROM unrouted u WHERE u.message_id = m.id)
+                     AND NOT EXISTS (SELECT 1 FROM dead_letters x WHERE x.message_id = m.id)
+                   LIMIT ?)"
+            ))?
+            .execute(params![cutoff, limit])? as u64;
+    }
+    Ok(out)
+}
