@@ -1,9 +1,11 @@
 //! The writer thread: ordered jobs, group commit, savepoint per job.
 //!
 //! Every shared transaction also writes its batch number to `meta`. When COMMIT
-//! reports an error, the writer reads that number back: if the batch is in the
-//! database after all (an I/O error after the commit record reached the WAL), its jobs
-//! are reported as committed, so that no caller retries what is already stored.
+//! reports an error, the writer first makes sure no transaction is left open (a
+//! failed COMMIT, e.g. SQLITE_FULL, can leave it open: then it is rolled back and the
+//! batch failed), and only then reads the number back: if the batch is in the
+//! database after all, its jobs are reported as committed, so that no caller retries
+//! what is already stored. A job is never reported committed unless it is.
 
 use super::{Error, Result};
 use rusqlite::{Connection, TransactionBehavior};
@@ -130,6 +132,15 @@ fn read_batch(conn: &Connection) -> Option<u64> {
     .and_then(|v| v.parse().ok())
 }
 
+/// Reports every job of a batch that SQLite rolled back as failed.
+fn return_batch_failed(batch: &mut Vec<Box<dyn Job>>, why: &str) {
+    tracing::error!(jobs = batch.len(), "{why}");
+    let err = Err(Error::Commit(why.to_string()));
+    for job in batch.drain(..) {
+        job.finish(err.clone());
+    }
+}
+
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     let mut number = read_batch(&conn).unwrap_or(0);
@@ -144,8 +155,23 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: us
         number += 1;
         let commit = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(mut tx) => {
+                // SQLite may roll back the whole transaction on its own when a
+                // statement fails with SQLITE_FULL or an I/O error: then the jobs applied
+                // so far are gone, and none of the batch may be reported committed.
+                let mut rolled_back = false;
                 for job in batch.iter_mut() {
                     job.apply(&mut tx);
+                    if tx.is_autocommit() {
+                        rolled_back = true;
+                        break;
+                    }
+                }
+                if rolled_back {
+                    return_batch_failed(
+                        &mut batch,
+                        "the store rolled the batch back (disk full or I/O error)",
+                    );
+                    continue;
                 }
                 let mark = tx.execute(
                     "INSERT INTO meta(key, value) VALUES (?1, ?2)
@@ -160,7 +186,17 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: us
             Err(e) => Err(Error::Commit(e.to_string())),
         };
         let commit = if commit.is_err() {
-            committed(&commit, number, read_batch(&conn))
+            if conn.is_autocommit() {
+                // No transaction is open: what the database says is what is durable.
+                committed(&commit, number, read_batch(&conn))
+            } else {
+                // A failed COMMIT can leave the transaction open; reading it back would
+                // see its own writes. Roll it back: nothing of the batch was committed.
+                if let Err(e) = conn.execute_batch("ROLLBACK") {
+                    tracing::error!(error = %e, "rollback after a failed commit failed");
+                }
+                commit
+            }
         } else {
             commit
         };
@@ -229,6 +265,53 @@ mod tests {
             rows == 1,
             "reported {a:?} with {rows} rows stored"
         );
+    }
+
+    #[tokio::test]
+    async fn given_a_store_that_fills_up_then_every_job_reported_ok_is_in_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);",
+        )
+        .unwrap();
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        conn.pragma_update(None, "max_page_count", pages + 40)
+            .unwrap();
+        let w = Writer::spawn(conn, 64, 1024).unwrap();
+        let mut replies = Vec::new();
+        for i in 0..400i64 {
+            let rx = w
+                .submit(move |c| {
+                    Ok(c.execute("INSERT INTO t(id, v) VALUES (?, zeroblob(900))", [i])?)
+                })
+                .await
+                .unwrap();
+            replies.push((i, rx));
+        }
+        let mut ok = Vec::new();
+        for (i, rx) in replies {
+            if rx.await.unwrap().is_ok() {
+                ok.push(i);
+            }
+        }
+        assert!(ok.len() < 400, "the store never filled up");
+        drop(w);
+        let check = Connection::open(&path).unwrap();
+        for i in ok {
+            let n: i64 = check
+                .query_row("SELECT COUNT(*) FROM t WHERE id = ?", [i], |r| r.get(0))
+                .unwrap();
+            assert_eq!(
+                n, 1,
+                "job {i} was reported committed but is not in the database"
+            );
+        }
     }
 
     #[tokio::test]
