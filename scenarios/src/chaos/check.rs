@@ -140,7 +140,13 @@ pub async fn streams(
                     .get(&(r.to_string(), ch.name.to_string()))
                     .map(|v| v.iter().filter(|g| g.sender == w).cloned().collect())
                     .unwrap_or_default();
-                let received: Vec<u64> = got.iter().map(|g| g.n).collect();
+                // In log order: the stream's order is the order of the reader's channel
+                // log. The application may see a message again later than newer ones
+                // when its lease ran out (a lost pull answer); that is a redelivery,
+                // not a reorder, and duplicates still count twice.
+                let mut in_log = got.clone();
+                in_log.sort_by_key(|g| g.offset);
+                let received: Vec<u64> = in_log.iter().map(|g| g.n).collect();
                 let have: BTreeSet<u64> = received.iter().copied().collect();
                 let mut s = ChaosStream {
                     writer: w.into(),

@@ -38,6 +38,9 @@ pub struct Got {
     pub n: u64,
     /// Message id.
     pub id: String,
+    /// Offset in the reader's channel log: order is judged on it, since a consumer
+    /// group hands a message out again after its lease ran out, after later ones.
+    pub offset: u64,
 }
 
 /// Everything published and received, shared by the traffic tasks.
@@ -227,6 +230,7 @@ fn record(ledger: &Shared, key: &(String, String), m: &rmds::Message, n: u64) {
         sender: m.sender.clone(),
         n,
         id: m.id.clone(),
+        offset: m.offset,
     };
     with(ledger, |l| {
         l.received.entry(key.clone()).or_default().push(g)
