@@ -6,6 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of the system allocator: the hot path allocates and frees small
+/// buffers per message, and glibc's malloc (consolidation, free lists) showed as a
+/// tenth of the agent's CPU in the profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Reliable message delivery agent.
 #[derive(Parser, Debug)]
 #[command(name = "rmds-agent", version, about)]

@@ -385,11 +385,7 @@ pub async fn publish_batch(
     let mut outcomes = state
         .store
         .writer
-        .run(move |c| {
-            msgs.iter()
-                .map(|m| store::outbox::publish(c, m, &receivers, limit, overflow))
-                .collect::<Result<Vec<_>, _>>()
-        })
+        .run(move |c| store::outbox::publish_batch(c, &msgs, &receivers, limit, overflow))
         .await?
         .into_iter();
     let mut results = Vec::with_capacity(prepared.len());

@@ -381,36 +381,7 @@ pub fn set_group_dead(
     Ok(Some(offset as u64))
 }
 
-/// Marks log entries consumed (first group ack) and queues a receipt for each
-/// entry's sender. Entries already consumed are left alone.
-pub fn mark_consumed(conn: &Connection, channel: &str, offsets: &[u64], now: i64) -> Result<()> {
-    let mut receipt = conn.prepare_cached(
-        "INSERT INTO receipts_out(sender, message_id, consumed_at)
-         SELECT sender, message_id, ?4 FROM channel_log
-         WHERE channel = ?1 AND offset BETWEEN ?2 AND ?3 AND consumed_at IS NULL
-         ORDER BY offset",
-    )?;
-    let mut mark = conn.prepare_cached(
-        "UPDATE channel_log SET consumed_at = ?4
-         WHERE channel = ?1 AND offset BETWEEN ?2 AND ?3 AND consumed_at IS NULL",
-    )?;
-    // Acks mostly cover runs of consecutive offsets: two statements per run.
-    let mut sorted = offsets.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut i = 0;
-    while i < sorted.len() {
-        let mut j = i;
-        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j] + 1 {
-            j += 1;
-        }
-        let (a, b) = (sorted[i] as i64, sorted[j] as i64);
-        receipt.execute(params![channel, a, b, now])?;
-        mark.execute(params![channel, a, b, now])?;
-        i = j + 1;
-    }
-    Ok(())
-}
+pub use super::consumed::{is_consumed, mark_consumed};
 
 /// Receipts waiting to be sent, oldest first, at most `per_sender` for each sender
 /// (one sender that cannot be reached never holds up the others):

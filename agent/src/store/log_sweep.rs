@@ -42,6 +42,13 @@ pub fn sweep_log(conn: &Connection, now: i64, retention_ms: i64, limit: i64) -> 
             )?
             .execute(params![channel, floor, cutoff, limit])? as u64;
     }
+    // Consumption runs wholly below a channel's oldest entry say nothing any more.
+    conn.prepare_cached(
+        "DELETE FROM consumed_runs WHERE hi < COALESCE(
+           (SELECT MIN(l.offset) FROM channel_log l WHERE l.channel = consumed_runs.channel),
+           (SELECT h.next_offset FROM channel_heads h WHERE h.channel = consumed_runs.channel))",
+    )?
+    .execute([])?;
     Ok(n)
 }
 

@@ -232,6 +232,49 @@ ALTER TABLE peers ADD COLUMN boot INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE peers ADD COLUMN mver_boot INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE peers ADD COLUMN mver_counter INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 6: sends and acknowledgements as cursors. A delivery at or below its stream's
+    // acked_seq is delivered and one at or below sent_seq was sent, whatever its row's
+    // state says (only terminal states and resends are written per row); one row per
+    // send and per ACK records when each range got there.
+    r#"
+ALTER TABLE streams ADD COLUMN sent_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE streams SET sent_seq = MAX(acked_seq, COALESCE((SELECT MAX(d.seq) FROM deliveries d
+  WHERE d.receiver = streams.receiver AND d.channel = streams.channel AND d.attempts > 0), 0));
+-- A row's attempts now count resends: the first send is the cursor's.
+UPDATE deliveries SET attempts = attempts - 1
+  WHERE attempts > 0 AND state IN (0, 1, 2)
+    AND seq <= (SELECT s.sent_seq FROM streams s WHERE s.receiver = deliveries.receiver AND s.channel = deliveries.channel);
+CREATE TABLE stream_sends (
+  receiver TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  upto INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (receiver, channel, upto)
+) WITHOUT ROWID;
+CREATE TABLE stream_acks (
+  receiver TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  upto INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (receiver, channel, upto)
+) WITHOUT ROWID;
+DROP INDEX deliveries_pending;
+DROP INDEX deliveries_done;
+-- Only terminal rows (dead, expired, dropped) carry their own done_at now.
+CREATE INDEX deliveries_terminal ON deliveries(done_at) WHERE state >= 2;
+-- A receiver's first consumption of its log entries, as disjoint runs of offsets
+-- (channel_log.consumed_at is no longer written).
+CREATE TABLE consumed_runs (
+  channel TEXT NOT NULL,
+  lo INTEGER NOT NULL,
+  hi INTEGER NOT NULL,
+  PRIMARY KEY (channel, lo)
+) WITHOUT ROWID;
+INSERT INTO consumed_runs(channel, lo, hi)
+  SELECT channel, offset, offset FROM channel_log WHERE consumed_at IS NOT NULL;
+-- Receipts older than their retention are dropped by time.
+CREATE INDEX receipts_out_by_time ON receipts_out(consumed_at);
+"#,
 ];
 
 /// Pragmas for every connection.

@@ -22,7 +22,8 @@ pub fn sweep(conn: &Connection, now: i64, retention_ms: i64, limit: i64) -> Resu
     let due: Vec<(String, String, i64)> = conn
         .prepare_cached(
             "SELECT d.receiver, d.channel, d.seq FROM messages m JOIN deliveries d ON d.message_id = m.id
-             WHERE m.expires_at <= ? AND d.state IN (0, 1) LIMIT ?",
+               JOIN streams s ON s.receiver = d.receiver AND s.channel = d.channel
+             WHERE m.expires_at <= ? AND d.state IN (0, 1) AND d.seq > s.acked_seq LIMIT ?",
         )?
         .query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<std::result::Result<_, _>>()?;
@@ -48,6 +49,7 @@ pub fn sweep(conn: &Connection, now: i64, retention_ms: i64, limit: i64) -> Resu
     conn.prepare_cached("DELETE FROM unrouted WHERE expires_at <= ?")?
         .execute([now])?;
     // Status records of finished deliveries are kept for the retention period...
+    out.deleted += sweep_acknowledged(conn, now - retention_ms, limit)?;
     out.deleted += conn
         .prepare_cached(
             "DELETE FROM deliveries WHERE (receiver, channel, seq) IN (
@@ -85,4 +87,37 @@ pub fn sweep(conn: &Connection, now: i64, retention_ms: i64, limit: i64) -> Resu
             .execute(params![cutoff, limit])? as u64;
     }
     Ok(out)
+}
+
+/// Deletes the deliveries acknowledged before `cutoff` (at or below an ACK cursor
+/// recorded then), stream by stream, oldest ACK first, about `limit` rows at most;
+/// the ACK and send records of the ranges deleted go with them.
+fn sweep_acknowledged(conn: &Connection, cutoff: i64, limit: i64) -> Result<u64> {
+    let due: Vec<(String, String, i64)> = conn
+        .prepare_cached(
+            "SELECT receiver, channel, upto FROM stream_acks WHERE at < ? ORDER BY at LIMIT 256",
+        )?
+        .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<std::result::Result<_, _>>()?;
+    let mut deleted = 0u64;
+    for (receiver, channel, upto) in due {
+        if deleted as i64 >= limit {
+            break;
+        }
+        deleted += conn
+            .prepare_cached(
+                "DELETE FROM deliveries WHERE receiver = ?1 AND channel = ?2 AND seq <= ?3
+                   AND state IN (0, 1)
+                   -- an unrouted message's deliveries say which readers already have it
+                   AND NOT EXISTS (SELECT 1 FROM unrouted u WHERE u.message_id = deliveries.message_id)",
+            )?
+            .execute(params![receiver, channel, upto])? as u64;
+        for table in ["stream_acks", "stream_sends"] {
+            conn.prepare_cached(&format!(
+                "DELETE FROM {table} WHERE receiver = ? AND channel = ? AND upto <= ?"
+            ))?
+            .execute(params![receiver, channel, upto])?;
+        }
+    }
+    Ok(deleted)
 }

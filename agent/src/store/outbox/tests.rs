@@ -93,3 +93,132 @@ fn given_two_channels_when_one_drops_oldest_then_the_other_keeps_every_message()
     let r = publish(&c, &message("small10", "small"), &bob, 4, Overflow::Reject).unwrap();
     assert!(matches!(r, PublishOutcome::Accepted { .. }), "{r:?}");
 }
+
+fn receiver(c: &Connection, id: &str) -> ReceiverStatus {
+    status(c, id).unwrap().unwrap().receivers.remove(0)
+}
+
+fn rows(c: &Connection) -> i64 {
+    c.query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn given_cursors_then_each_delivery_reads_queued_sent_or_delivered_with_its_times_and_attempts() {
+    let c = db();
+    let bob = vec!["bob".to_string()];
+    let msgs: Vec<NewMessage> = (1..=4).map(|i| message(&format!("m{i}"), "chat")).collect();
+    let out = publish_batch(&c, &msgs, &bob, 100, Overflow::Reject).unwrap();
+    assert_eq!(out.len(), 4);
+    assert_eq!(backlogs(&c).unwrap(), vec![("bob".to_string(), 4)]);
+    mark_sent(&c, "bob", "chat", 1, 3).unwrap();
+    // A resend of 2..=3 counts a second attempt on those rows only.
+    mark_sent(&c, "bob", "chat", 2, 3).unwrap();
+    assert_eq!(ack(&c, "bob", "chat", 2).unwrap(), 2);
+    let (m1, m2, m3, m4) = (
+        receiver(&c, "m1"),
+        receiver(&c, "m2"),
+        receiver(&c, "m3"),
+        receiver(&c, "m4"),
+    );
+    assert_eq!((m1.state, m1.attempts), (DeliveryState::Delivered, 1));
+    assert!(m1.done_at.is_some() && m1.sent_at.is_some());
+    assert_eq!((m2.state, m2.attempts), (DeliveryState::Delivered, 2));
+    assert_eq!((m3.state, m3.attempts), (DeliveryState::Sent, 2));
+    assert!(m3.done_at.is_none());
+    assert_eq!((m4.state, m4.attempts), (DeliveryState::Queued, 0));
+    assert!(m4.sent_at.is_none());
+    assert_eq!(backlogs(&c).unwrap(), vec![("bob".to_string(), 2)]);
+    // A delivered row can no longer be expired, dropped or dead-lettered.
+    assert!(!finish(
+        &c,
+        "bob",
+        "chat",
+        1,
+        DeliveryState::Expired,
+        "ttl",
+        now_ms()
+    )
+    .unwrap());
+    assert!(finish(
+        &c,
+        "bob",
+        "chat",
+        3,
+        DeliveryState::Expired,
+        "ttl",
+        now_ms()
+    )
+    .unwrap());
+    let m3 = receiver(&c, "m3");
+    assert_eq!((m3.state, m3.attempts), (DeliveryState::Expired, 2));
+    // An ACK over the expired row counts only what was still pending.
+    assert_eq!(ack(&c, "bob", "chat", 4).unwrap(), 1);
+    assert_eq!(receiver(&c, "m3").state, DeliveryState::Expired);
+    assert_eq!(receiver(&c, "m4").state, DeliveryState::Delivered);
+    assert!(backlogs(&c).unwrap().is_empty());
+}
+
+#[test]
+fn given_a_full_backlog_when_a_batch_is_rejected_then_only_what_fits_is_stored() {
+    let c = db();
+    let bob = vec!["bob".to_string()];
+    let msgs: Vec<NewMessage> = (1..=5).map(|i| message(&format!("m{i}"), "chat")).collect();
+    let out = publish_batch(&c, &msgs, &bob, 3, Overflow::Reject).unwrap();
+    let accepted = out
+        .iter()
+        .filter(|o| matches!(o, PublishOutcome::Accepted { .. }))
+        .count();
+    assert_eq!(accepted, 3);
+    assert!(matches!(
+        out[3],
+        PublishOutcome::Rejected { pending: 3, .. }
+    ));
+    assert_eq!(rows(&c), 3);
+    // Sequences continue where the batch left them.
+    let more = publish_batch(&c, &[message("m9", "chat")], &bob, 10, Overflow::Reject).unwrap();
+    assert!(matches!(&more[0], PublishOutcome::Accepted { routes, .. } if routes[0].1 == 4));
+}
+
+#[test]
+fn given_drop_oldest_then_acknowledged_rows_are_never_the_ones_dropped() {
+    let c = db();
+    let bob = vec!["bob".to_string()];
+    for i in 1..=3 {
+        publish(
+            &c,
+            &message(&format!("m{i}"), "chat"),
+            &bob,
+            3,
+            Overflow::DropOldest,
+        )
+        .unwrap();
+    }
+    mark_sent(&c, "bob", "chat", 1, 1).unwrap();
+    ack(&c, "bob", "chat", 1).unwrap();
+    publish(&c, &message("m4", "chat"), &bob, 2, Overflow::DropOldest).unwrap();
+    assert_eq!(receiver(&c, "m1").state, DeliveryState::Delivered);
+    assert_eq!(receiver(&c, "m2").state, DeliveryState::Dropped);
+    assert_eq!(receiver(&c, "m3").state, DeliveryState::Queued);
+}
+
+#[test]
+fn given_retention_then_acknowledged_deliveries_go_with_their_ack_records_and_pending_ones_stay() {
+    let c = db();
+    let bob = vec!["bob".to_string()];
+    let msgs: Vec<NewMessage> = (1..=4).map(|i| message(&format!("m{i}"), "chat")).collect();
+    publish_batch(&c, &msgs, &bob, 100, Overflow::Reject).unwrap();
+    mark_sent(&c, "bob", "chat", 1, 4).unwrap();
+    ack(&c, "bob", "chat", 3).unwrap();
+    // Retention not over yet: nothing goes.
+    sweep(&c, now_ms(), 60_000, 1000).unwrap();
+    assert_eq!(rows(&c), 4);
+    let out = sweep(&c, now_ms() + 1, 0, 1000).unwrap();
+    assert!(out.deleted >= 3, "{out:?}");
+    assert_eq!(rows(&c), 1);
+    assert_eq!(receiver(&c, "m4").state, DeliveryState::Sent);
+    let acks: i64 = c
+        .query_row("SELECT COUNT(*) FROM stream_acks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(acks, 0);
+}
