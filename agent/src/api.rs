@@ -15,6 +15,7 @@ mod error;
 mod groups;
 pub mod guard;
 mod messages;
+mod render;
 pub mod spec;
 mod ws;
 

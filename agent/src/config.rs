@@ -335,7 +335,7 @@ impl Default for DeliveryConfig {
             message_expiry: Duration::from_secs(24 * 3600),
             max_messages_per_receiver: 10_000,
             overflow: Overflow::Reject,
-            window: 256,
+            window: 1024,
             enable_compression: true,
             compression_threshold: 256,
             delivered_message_retention: Duration::from_secs(3 * 24 * 3600),

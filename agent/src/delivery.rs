@@ -7,6 +7,7 @@
 //! rows, batch envelopes under the NATS max payload, publish, commit ACKs.
 
 pub mod breaker;
+mod sends;
 mod stream;
 pub mod window;
 

@@ -1,9 +1,10 @@
 //! Publish, pull, settle and message status.
 
 use super::error::from_rejection;
+use super::render::render;
 use super::{ApiError, AppState};
 use crate::events::EventKind;
-use crate::groups::{Leased, Settle};
+use crate::groups::Settle;
 use crate::names::{Channel, GroupName, NodeId, Role};
 use crate::store::{self, now_ms, NewMessage, PublishOutcome};
 use crate::wire::FRAME_OVERHEAD;
@@ -13,8 +14,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -328,8 +329,10 @@ pub async fn publish_batch(
     let body = body.map_err(|e| from_rejection(e.status(), e.body_text()))?;
     check_writer(&state, &channel)?;
     let ttl = ttl_of(&state, &channel, &q.ttl)?;
-    let items: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Array(items)) => items,
+    // Items are kept as the bytes the client sent (checked to be JSON, never turned
+    // into a tree of values).
+    let items: Vec<&RawValue> = match serde_json::from_slice::<Vec<&RawValue>>(&body) {
+        Ok(items) => items,
         _ => {
             let text = std::str::from_utf8(&body)
                 .map_err(|_| ApiError::bad_request("batch body must be a JSON array or NDJSON"))?;
@@ -339,7 +342,7 @@ pub async fn publish_batch(
                     continue;
                 }
                 items.push(
-                    serde_json::from_str(line).map_err(|e| {
+                    serde_json::from_str::<&RawValue>(line).map_err(|e| {
                         ApiError::bad_request(format!("NDJSON line {}: {e}", i + 1))
                     })?,
                 );
@@ -360,7 +363,7 @@ pub async fn publish_batch(
     // Validate every item, then store all valid ones in one job (one transaction).
     let mut prepared: Vec<Result<NewMessage, ApiError>> = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let payload = serde_json::to_vec(&item).unwrap_or_default();
+        let payload = item.get().as_bytes().to_vec();
         prepared.push(prepare(
             &state,
             &channel,
@@ -434,40 +437,7 @@ pub struct PullQuery {
     wait: Option<String>,
 }
 
-/// Renders a log entry as an application sees it.
-pub fn message_json(channel: &Channel, l: &Leased) -> Value {
-    let e = &l.entry;
-    let headers: Vec<(String, String)> = serde_json::from_str(&e.headers).unwrap_or_default();
-    let headers: serde_json::Map<String, Value> = headers
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    let created = std::time::UNIX_EPOCH + Duration::from_millis(e.created_at.max(0) as u64);
-    let mut v = json!({
-        "id": e.id,
-        "channel": channel,
-        "sender": e.sender,
-        "offset": e.offset,
-        "created_at": humantime::format_rfc3339_millis(created).to_string(),
-        "headers": headers,
-        "content_type": e.content_type,
-        "deliveries": l.deliveries,
-    });
-    let json_value = e
-        .content_type
-        .starts_with("application/json")
-        .then(|| serde_json::from_slice::<Value>(&e.payload).ok())
-        .flatten();
-    if let Some(j) = json_value {
-        v["data"] = j;
-    } else if let Ok(text) = std::str::from_utf8(&e.payload) {
-        v["data"] = Value::String(text.to_string());
-    } else {
-        v["data_base64"] =
-            Value::String(base64::engine::general_purpose::STANDARD.encode(&e.payload));
-    }
-    v
-}
+pub use super::render::message_json;
 
 pub(super) fn check_reader(state: &AppState, channel: &Channel) -> Result<(), ApiError> {
     match state.discovery.own_role(channel) {
@@ -516,8 +486,11 @@ pub async fn pull(
         .groups
         .pull(&channel, &group, q.consumer.as_deref(), max, wait)
         .await?;
-    let out: Vec<Value> = msgs.iter().map(|l| message_json(&channel, l)).collect();
-    Ok(Json(json!({"group": group, "messages": out})).into_response())
+    Ok(Json(super::render::Pulled {
+        group: &group,
+        messages: msgs.iter().map(|l| render(&channel, l)).collect(),
+    })
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]

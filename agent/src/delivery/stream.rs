@@ -18,6 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 mod terminal;
 
+/// Most messages per data frame. A window goes out as several frames, so that the
+/// receiver commits and acknowledges the first while the next are on their way and
+/// the window slides continuously instead of a whole window per round trip.
+const FRAME_MESSAGES: usize = 128;
+
 /// What the manager tells a stream.
 #[derive(Debug)]
 pub(crate) enum StreamCmd {
@@ -39,7 +44,7 @@ pub(crate) struct StreamTask {
     channel: Channel,
     rx: mpsc::Receiver<StreamCmd>,
     /// Send times per unacknowledged sequence, kept for the dead-letter history.
-    history: BTreeMap<u64, Vec<i64>>,
+    history: super::sends::SendLog,
     /// Messages just published, by sequence, so that the first send needs no read.
     /// Bounded; anything missing is read from SQLite. Cleared when rows change state
     /// behind the stream's back (expiry sweep, drop_oldest).
@@ -77,7 +82,7 @@ impl StreamTask {
             receiver,
             channel,
             rx,
-            history: BTreeMap::new(),
+            history: Default::default(),
             fresh: BTreeMap::new(),
             fresh_bytes: 0,
             policy: shared_policy,
@@ -281,7 +286,7 @@ impl StreamTask {
                         self.breaker_event(t);
                     }
                     self.forget_fresh(to);
-                    self.history = self.history.split_off(&(to + 1));
+                    self.history.acked(to);
                     self.shared.metrics.received_acks.inc();
                     self.commit_ack(from, to);
                 }
@@ -418,8 +423,11 @@ impl StreamTask {
                         skipped = Some(row.id);
                         None
                     } else {
-                        let headers: Vec<(String, String)> =
-                            serde_json::from_str(&row.headers).unwrap_or_default();
+                        let headers: Vec<(String, String)> = if row.headers == "[]" {
+                            Vec::new()
+                        } else {
+                            serde_json::from_str(&row.headers).unwrap_or_default()
+                        };
                         let b = MessageBody::new(
                             row.id,
                             row.created_at,
@@ -474,7 +482,7 @@ impl StreamTask {
                 16 + e.skipped.as_ref().map_or(0, String::len),
                 MessageBody::approx_size,
             );
-            if !batch.is_empty() && size + sz > budget {
+            if !batch.is_empty() && (size + sz > budget || batch.len() >= FRAME_MESSAGES) {
                 let last = batch.last().map_or(sent_upto, |e| e.seq);
                 let n = batch.iter().filter(|e| e.body.is_some()).count() as u64;
                 if !self.publish(window, std::mem::take(&mut batch)).await {
@@ -515,12 +523,7 @@ impl StreamTask {
                 Some(self.receiver.as_str()),
                 serde_json::json!({"from": from, "to": sent_upto, "messages": messages}),
             );
-            for seq in from..=sent_upto {
-                let h = self.history.entry(seq).or_default();
-                if h.len() < 64 {
-                    h.push(now);
-                }
-            }
+            self.history.sent(from, sent_upto, now);
             window.on_sent(sent_upto, Instant::now());
             let (r, c) = (self.receiver.to_string(), self.channel.to_string());
             let _ = self

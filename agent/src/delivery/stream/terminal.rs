@@ -5,18 +5,13 @@ use super::StreamTask;
 use crate::delivery::window::Window;
 use crate::events::EventKind;
 use crate::store::{self, now_ms, DeliveryState};
-use std::collections::BTreeMap;
 
 impl StreamTask {
     pub(super) async fn dead_letter_head(&mut self, window: &Window, attempts: u32, reason: &str) {
         let (r, c) = (self.receiver.to_string(), self.channel.to_string());
         let from = window.acked() + 1;
         let to = window.last_seq();
-        let history: BTreeMap<u64, String> = self
-            .history
-            .iter()
-            .map(|(s, h)| (*s, serde_json::to_string(h).unwrap_or_else(|_| "[]".into())))
-            .collect();
+        let history = self.history.clone();
         let why = reason.to_string();
         let res = self
             .shared
@@ -26,8 +21,9 @@ impl StreamTask {
                 let rows = store::outbox::window(conn, &r, &c, from, to.min(from + 1024))?;
                 for row in rows {
                     if row.state.pending() {
-                        let h = history.get(&row.seq).map_or("[]", String::as_str);
-                        store::outbox::dead_letter(conn, &r, &c, row.seq, &why, attempts, h)?;
+                        let h = serde_json::to_string(&history.history(row.seq))
+                            .unwrap_or_else(|_| "[]".into());
+                        store::outbox::dead_letter(conn, &r, &c, row.seq, &why, attempts, &h)?;
                         return Ok(Some((row.seq, row.id)));
                     }
                 }
@@ -36,7 +32,6 @@ impl StreamTask {
             .await;
         match res {
             Ok(Some((seq, id))) => {
-                self.history.remove(&seq);
                 if let Some(old) = self.fresh.remove(&seq) {
                     self.fresh_bytes -= old.payload.len();
                 }
