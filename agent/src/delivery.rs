@@ -34,6 +34,12 @@ enum Command {
         seq: u64,
         msg: Option<Arc<NewMessage>>,
     },
+    /// Several deliveries of one stream committed together (a batch publish).
+    EnqueuedMany {
+        receiver: NodeId,
+        channel: Channel,
+        items: Vec<(u64, Arc<NewMessage>)>,
+    },
     Kick {
         receiver: NodeId,
         channel: Channel,
@@ -144,6 +150,23 @@ impl Delivery {
             .await;
     }
 
+    /// Deliveries of one stream were committed together, with their messages.
+    pub async fn enqueued_many(
+        &self,
+        receiver: NodeId,
+        channel: Channel,
+        items: Vec<(u64, Arc<NewMessage>)>,
+    ) {
+        let _ = self
+            .tx
+            .send(Command::EnqueuedMany {
+                receiver,
+                channel,
+                items,
+            })
+            .await;
+    }
+
     /// Something changed in a stream's rows (expired, dropped): have it look again.
     pub async fn kick(&self, receiver: NodeId, channel: Channel) {
         let _ = self.tx.send(Command::Kick { receiver, channel }).await;
@@ -240,6 +263,9 @@ impl DeliveryTask {
                             None => StreamCmd::New(seq),
                         };
                         self.send(&receiver, &channel, cmd).await;
+                    }
+                    Command::EnqueuedMany { receiver, channel, items } => {
+                        self.send(&receiver, &channel, StreamCmd::FreshMany(items)).await;
                     }
                     Command::Kick { receiver, channel } => {
                         self.send(&receiver, &channel, StreamCmd::Kick).await;

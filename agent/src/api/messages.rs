@@ -147,14 +147,18 @@ pub(super) async fn publish_one(
         .writer
         .run(move |c| store::outbox::publish(c, &m, &receivers, limit, overflow))
         .await?;
-    finish_publish(state, channel, outcome, msg).await
+    finish_publish(state, channel, outcome, msg, None).await
 }
+
+/// Deliveries committed by a batch, per receiver, handed to the streams at once.
+type Enqueue = std::collections::BTreeMap<String, Vec<(u64, Arc<NewMessage>)>>;
 
 async fn finish_publish(
     state: &AppState,
     channel: &Channel,
     outcome: PublishOutcome,
     msg: Arc<NewMessage>,
+    mut collect: Option<&mut Enqueue>,
 ) -> Result<(StatusCode, Value), ApiError> {
     match outcome {
         PublishOutcome::Accepted {
@@ -197,6 +201,10 @@ async fn finish_publish(
                 state.delivery.route(channel.clone()).await;
             }
             for (r, seq) in routes {
+                if let Some(batch) = collect.as_deref_mut() {
+                    batch.entry(r).or_default().push((seq, msg.clone()));
+                    continue;
+                }
                 if let Ok(r) = NodeId::new(r) {
                     state
                         .delivery
@@ -393,10 +401,13 @@ pub async fn publish_batch(
         .into_iter();
     let mut results = Vec::with_capacity(prepared.len());
     let mut accepted = 0usize;
+    let mut enqueue = Enqueue::new();
     for p in prepared {
         let r = match p {
             Ok(_) => match (outcomes.next(), stored.next()) {
-                (Some(outcome), Some(msg)) => finish_publish(&state, &channel, outcome, msg).await,
+                (Some(outcome), Some(msg)) => {
+                    finish_publish(&state, &channel, outcome, msg, Some(&mut enqueue)).await
+                }
                 _ => Err(ApiError::unavailable(
                     "store returned fewer results than items",
                 )),
@@ -415,6 +426,14 @@ pub async fn publish_batch(
             Err(e) => results.push(
                 json!({"status": e.status.as_u16(), "error": {"code": e.code, "message": e.message}}),
             ),
+        }
+    }
+    for (r, items) in enqueue {
+        if let Ok(r) = NodeId::new(r) {
+            state
+                .delivery
+                .enqueued_many(r, channel.clone(), items)
+                .await;
         }
     }
     let status = if accepted == results.len() {

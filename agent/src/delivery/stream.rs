@@ -30,6 +30,8 @@ pub(crate) enum StreamCmd {
     New(u64),
     /// This sequence exists and here is its message (no need to read it back).
     Fresh(u64, Arc<NewMessage>),
+    /// Several sequences and their messages, in order.
+    FreshMany(Vec<(u64, Arc<NewMessage>)>),
     /// The receiver acknowledged up to this sequence.
     Ack(u64),
     /// Rows changed state (expired/dropped): resend the window from the head.
@@ -252,6 +254,11 @@ impl StreamTask {
     fn apply(&mut self, window: &mut Window, cmd: StreamCmd) {
         match cmd {
             StreamCmd::New(seq) => window.on_new(seq),
+            StreamCmd::FreshMany(items) => {
+                for (seq, msg) in items {
+                    self.apply(window, StreamCmd::Fresh(seq, msg));
+                }
+            }
             StreamCmd::Fresh(seq, msg) => {
                 window.on_new(seq);
                 let fits = self.fresh.len() < 4 * self.shared.config.window as usize
