@@ -91,6 +91,11 @@ pub struct Args {
     /// SQLite synchronous mode of every agent: full or normal.
     #[arg(long, default_value = "full")]
     pub synchronous: String,
+    /// Keep the test harness's short timings (keepalive 250 ms, ack_timeout 1 s,
+    /// reconnect_max_delay 200 ms, …) instead of the agent's production defaults, to
+    /// compare with runs made before the bench used production timings.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub harness_timings: bool,
     /// Consumption receipts (groups.receipts) on every agent.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub receipts: bool,

@@ -44,8 +44,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         .settings
         .iter()
         .find(|(_, k, _)| k == "keepalive_interval")
-        .map(|(_, _, v)| v.to_string())
-        .unwrap_or_default();
+        .map(|(_, _, v)| {
+            v.as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string())
+        })
+        .unwrap_or_else(|| "250ms, the harness's".into());
     println!(
         "idle: agent with {} peers on one channel (keepalive_interval {keepalive}), {wall:.0} s: {:.2} s of CPU = {pct:.3} % of one core (resolution 1/{hz:.0} s); peers' mean {peers_pct:.3} %",
         peer_pids.len(),
@@ -54,6 +58,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     net.assert_healthy()?;
     Ok(json!({
         "peers": peer_pids.len(),
+        "keepalive_interval": keepalive,
         "seconds": wall,
         "cpu_s": cpu_s,
         "percent_of_core": pct,

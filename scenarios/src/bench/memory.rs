@@ -6,7 +6,7 @@
 
 use super::net::Ctx;
 use super::procfs::{files, status_kb};
-use super::rmds::{consume_count, publish_all, wait_count, Form, CHANNEL};
+use super::rmds::{consume_count, publish_all, reconnect_watch, wait_count, Form, CHANNEL};
 use super::{mb, rate, secs};
 use serde_json::{json, Value};
 use std::sync::atomic::AtomicU64;
@@ -95,6 +95,11 @@ async fn one(ctx: &Ctx, k: usize) -> anyhow::Result<Value> {
         }
         let start = Instant::now();
         net.start_nats().await?;
+        let clients = std::iter::once("alice")
+            .chain(names.iter().copied())
+            .map(|id| net.client(id))
+            .collect();
+        let reconnect = reconnect_watch(clients, start);
         for c in &counts {
             wait_count(c, n).await;
         }
@@ -102,16 +107,26 @@ async fn one(ctx: &Ctx, k: usize) -> anyhow::Result<Value> {
         for c in consumers {
             c.await??;
         }
+        let reconnect = reconnect.await?;
         let peak_after = status_kb(pid, "VmHWM").unwrap_or(0);
+        net.wait_drained("alice", std::time::Duration::from_secs(60))
+            .await?;
+        let counters = super::throughput::counters(&net, &names).await?;
         println!(
-            "    drain: {} deliveries acknowledged by every receiver's application {:.2}s after NATS came back ({:.0} deliveries/s, {:.0} msg/s per receiver); alice's peak RSS now {:.1} MB",
+            "    drain: {} deliveries acknowledged by every receiver's application {:.2}s after NATS came back ({:.0} deliveries/s, {:.0} msg/s per receiver); every agent reconnected after {}, deliveries {}; alice's peak RSS now {:.1} MB [{counters}]",
             n * k as u64,
             drain.as_secs_f64(),
             rate(n * k as u64, drain),
             rate(n, drain),
+            reconnect.map_or("?".into(), |d| format!("{:.2}s", d.as_secs_f64())),
+            super::throughput::after_reconnect(n * k as u64, drain, reconnect),
             peak_after as f64 / 1024.0
         );
         v["drain_s"] = secs(drain);
+        v["reconnect_s"] = json!(reconnect.map(|d| d.as_secs_f64()));
+        v["drain_after_reconnect_deliveries_per_s"] =
+            json!(reconnect.map(|r| rate(n * k as u64, drain.saturating_sub(r))));
+        v["counters"] = counters;
         v["drain_deliveries_per_s"] = json!(rate(n * k as u64, drain));
         v["peak_rss_after_drain_kb"] = json!(peak_after);
     }

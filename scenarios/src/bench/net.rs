@@ -71,7 +71,11 @@ pub fn production_settings() -> anyhow::Result<Vec<(String, String, toml::Value)
 impl Ctx {
     /// Reads the agent's defaults and checks the JetStream options against the server.
     pub async fn new(args: Args) -> anyhow::Result<Ctx> {
-        let mut settings = production_settings()?;
+        let mut settings = if args.harness_timings {
+            Vec::new()
+        } else {
+            production_settings()?
+        };
         let mut set = |s: &str, k: &str, v: toml::Value| settings.push((s.into(), k.into(), v));
         set("store", "synchronous", args.synchronous.as_str().into());
         set("groups", "receipts", args.receipts.into());
@@ -136,7 +140,10 @@ impl Ctx {
         let settings: serde_json::Map<String, Value> = self
             .settings
             .iter()
-            .map(|(s, k, v)| (format!("{s}.{k}"), json!(v.to_string())))
+            .map(|(s, k, v)| {
+                let v = serde_json::to_value(v).unwrap_or_else(|_| json!(v.to_string()));
+                (format!("{s}.{k}"), v)
+            })
             .collect();
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -144,6 +151,8 @@ impl Ctx {
             .unwrap_or(0);
         json!({
             "unix_time": unix,
+            "git": git_head(),
+            "agent_binary": agent_binary().map(|p| p.display().to_string()).unwrap_or_default(),
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "mem_total_kb": super::procfs::meminfo_kb("MemTotal"),
             "nats_server": self.nats_version,
@@ -156,13 +165,35 @@ impl Ctx {
     /// One line about the conditions.
     pub fn describe(&self) -> String {
         format!(
-            "rmds-bench: {} B payloads, agents with synchronous={} receipts={} and production timings, {}, {} cores; every phase on fresh processes on 127.0.0.1",
+            "rmds-bench: {} B payloads, agents with synchronous={} receipts={} and {} timings, {}, {} cores; every phase on fresh processes on 127.0.0.1",
             self.args.size,
             self.args.synchronous,
             self.args.receipts,
+            if self.args.harness_timings { "the test harness's short" } else { "production" },
             self.nats_version,
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         )
+    }
+}
+
+/// `git describe`-like state of the working directory: the commit, `+dirty` when
+/// there are uncommitted changes (empty outside a git checkout).
+fn git_head() -> String {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match run(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) => {
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            format!("{head}{}", if dirty { "+dirty" } else { "" })
+        }
+        None => String::new(),
     }
 }
 

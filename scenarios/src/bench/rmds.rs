@@ -167,6 +167,34 @@ pub async fn wait_count(count: &AtomicU64, target: u64) {
     }
 }
 
+/// Spawns a watcher that polls each agent's `/healthz` every 5 ms and returns how
+/// long after `since` the last of them reported NATS `connected` (None after 60 s).
+/// An agent reconnects with its own backoff (`reconnect_max_delay`), so a drain
+/// measured from the server's start includes this wait.
+pub fn reconnect_watch(
+    clients: Vec<rmds::Client>,
+    since: Instant,
+) -> tokio::task::JoinHandle<Option<Duration>> {
+    tokio::spawn(async move {
+        let mut left = clients;
+        while since.elapsed() < Duration::from_secs(60) {
+            let mut still = Vec::new();
+            for c in left {
+                let up = c.health().await.is_ok_and(|h| h["nats"] == "connected");
+                if !up {
+                    still.push(c);
+                }
+            }
+            if still.is_empty() {
+                return Some(since.elapsed());
+            }
+            left = still;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
+    })
+}
+
 /// A payload of `size` bytes that starts with `T` and the intended send time in
 /// microseconds (20 digits), or `W` for warm-up messages that are not measured.
 pub fn stamped(stamp: Option<u64>, size: usize) -> Vec<u8> {

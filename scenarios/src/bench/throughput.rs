@@ -3,7 +3,7 @@
 //! bob's application has pulled it and its ack was answered.
 
 use super::net::Ctx;
-use super::rmds::{consume_count, publish_all, wait_count, Form, CHANNEL, GROUP};
+use super::rmds::{consume_count, publish_all, reconnect_watch, wait_count, Form, CHANNEL, GROUP};
 use super::{rate, secs};
 use serde_json::{json, Value};
 use std::sync::atomic::AtomicU64;
@@ -59,7 +59,7 @@ pub async fn rmds_run(ctx: &Ctx, form: Form, n: u64, publishers: u64) -> anyhow:
     let e2e = start.elapsed();
     consumer.await??;
     net.wait_drained("alice", Duration::from_secs(60)).await?;
-    let counters = counters(&net).await?;
+    let counters = counters(&net, &["bob"]).await?;
     net.assert_healthy()?;
     Ok(RunResult {
         n,
@@ -69,16 +69,24 @@ pub async fn rmds_run(ctx: &Ctx, form: Form, n: u64, publishers: u64) -> anyhow:
     })
 }
 
-async fn counters(net: &crate::harness::TestNet) -> anyhow::Result<Value> {
+/// alice's sent/resent/batches counters and each receiver's duplicates and out of
+/// order, as `{"alice_sent_messages": …, "bob_duplicates": …}`.
+pub(super) async fn counters(
+    net: &crate::harness::TestNet,
+    receivers: &[&str],
+) -> anyhow::Result<Value> {
     let a = net.client("alice").stats().await?;
-    let b = net.client("bob").stats().await?;
-    Ok(json!({
+    let mut v = json!({
         "alice_sent_messages": a["sent_messages"],
         "alice_resent_messages": a["resent_messages"],
         "alice_sent_batches": a["sent_batches"],
-        "bob_duplicates": b["duplicates"],
-        "bob_out_of_order": b["out_of_order"],
-    }))
+    });
+    for r in receivers {
+        let b = net.client(r).stats().await?;
+        v[format!("{r}_duplicates")] = b["duplicates"].clone();
+        v[format!("{r}_out_of_order")] = b["out_of_order"].clone();
+    }
+    Ok(v)
 }
 
 fn print_run(label: &str, r: &RunResult) {
@@ -136,16 +144,21 @@ pub async fn outage(ctx: &Ctx) -> anyhow::Result<Value> {
     let consumer = tokio::spawn(consume_count(net.client("bob"), n, count.clone()));
     let start = Instant::now();
     net.start_nats().await?;
+    let reconnect = reconnect_watch(vec![net.client("alice"), net.client("bob")], start);
     wait_count(&count, n).await;
     let drain = start.elapsed();
     consumer.await??;
+    let reconnect = reconnect.await?;
     println!(
-        "drain: backlog of {n} acknowledged by the application on bob {:.2}s after NATS came back ({:.0} msg/s)",
+        "drain: backlog of {n} acknowledged by the application on bob {:.2}s after NATS came back ({:.0} msg/s); both agents reconnected after {}, {}",
         drain.as_secs_f64(),
-        rate(n, drain)
+        rate(n, drain),
+        reconnect.map_or("?".into(), |d| format!("{:.2}s", d.as_secs_f64())),
+        after_reconnect(n, drain, reconnect),
     );
     net.wait_drained("alice", Duration::from_secs(60)).await?;
-    let counters = counters(&net).await?;
+    let counters = counters(&net, &["bob"]).await?;
+    println!("  counters: {counters}");
     net.assert_healthy()?;
     Ok(json!({
         "messages": n,
@@ -153,8 +166,25 @@ pub async fn outage(ctx: &Ctx) -> anyhow::Result<Value> {
         "accepted_per_s": rate(n, t),
         "drain_s": secs(drain),
         "drain_per_s": rate(n, drain),
+        "reconnect_s": reconnect.map(|d| d.as_secs_f64()),
+        "drain_after_reconnect_per_s": reconnect.map(|r| rate(n, drain.saturating_sub(r))),
         "counters": counters,
     }))
+}
+
+/// `"0.52s (190,000 msg/s) from then"`: the drain without the reconnect wait.
+pub(super) fn after_reconnect(n: u64, drain: Duration, reconnect: Option<Duration>) -> String {
+    match reconnect {
+        Some(r) => {
+            let d = drain.saturating_sub(r);
+            format!(
+                "{:.2}s ({:.0} msg/s) from then",
+                d.as_secs_f64(),
+                rate(n, d)
+            )
+        }
+        None => "unknown".into(),
+    }
 }
 
 /// Closed loop: bob long-polls for one message, alice publishes it; from alice's 201
