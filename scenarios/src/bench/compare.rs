@@ -15,7 +15,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     let n = a.messages;
     let form = Form::Batch(a.batch);
     println!(
-        "compare: {n} messages of {} B, {} alternations.\n  rmds: {} from {} publishers, synchronous={} on both agents, counted when bob's application pulled and its ack was answered.\n  JetStream: {} publishers x {} publish acks in flight, file storage, fsync {}; counted when the pull consumer acked.",
+        "compare: {n} messages of {} B, {} alternations.\n  rmds: {} from {} publishers, synchronous={} on both agents, counted when bob's application pulled and its ack was answered.\n  JetStream: {} publishers x {} publish acks in flight, file storage, fsync {}; counted when the pull consumer had sent its ack (fire-and-forget, as async-nats acks; not confirmed by the server).",
         a.size,
         a.compare,
         form.label(),
