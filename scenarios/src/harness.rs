@@ -23,7 +23,7 @@ mod proxy;
 pub use agent::{AgentProc, AgentSpec};
 pub use consumer::{drain, pull_some, wait_pending, Received};
 pub use nats::NatsServer;
-pub use net::{TestNet, TestNetBuilder};
+pub use net::{agent_binary, TestNet, TestNetBuilder};
 pub use proxy::Proxy;
 
 use std::time::Duration;

@@ -67,6 +67,20 @@ impl AgentProc {
         &self.dir
     }
 
+    /// The agent's data directory (`data_dir` of its config file; the database lives
+    /// there). Falls back to `dir()/data`, where [`super::TestNet`] puts it.
+    pub fn data_dir(&self) -> PathBuf {
+        std::fs::read_to_string(&self.config)
+            .ok()
+            .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+            .and_then(|t| {
+                t.get("data_dir")
+                    .and_then(|v| v.as_str())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| self.dir.join("data"))
+    }
+
     /// The config file (rewrite it, then restart, to change settings).
     pub fn config_path(&self) -> &Path {
         &self.config

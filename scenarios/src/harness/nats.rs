@@ -13,6 +13,7 @@ pub struct NatsServer {
     cluster_port: Option<u16>,
     routes: Vec<u16>,
     jetstream: Option<PathBuf>,
+    jetstream_sync: Option<String>,
     max_payload: Option<usize>,
     name: String,
     log: PathBuf,
@@ -31,6 +32,7 @@ impl NatsServer {
             cluster_port: None,
             routes: Vec::new(),
             jetstream: None,
+            jetstream_sync: None,
             max_payload: None,
             name: name.into(),
             log: dir.join(format!("{name}.log")),
@@ -49,6 +51,40 @@ impl NatsServer {
     pub fn jetstream(mut self, dir: PathBuf) -> NatsServer {
         self.jetstream = Some(dir);
         self
+    }
+
+    /// Sets JetStream's `sync_interval` (`"always"`: fsync before every publish ack;
+    /// a duration such as `"2m"`). Needs nats-server 2.10 or newer (see
+    /// [`NatsServer::config_valid`]); only with [`NatsServer::jetstream`].
+    pub fn jetstream_sync(mut self, interval: &str) -> NatsServer {
+        self.jetstream_sync = Some(interval.into());
+        self
+    }
+
+    /// Whether the installed nats-server accepts this config text (`nats-server -t`).
+    pub fn config_valid(conf: &str) -> anyhow::Result<bool> {
+        let dir = tempfile::Builder::new()
+            .prefix("rmds-nats-conf-")
+            .tempdir()?;
+        let path = dir.path().join("test.conf");
+        std::fs::write(&path, conf)?;
+        let out = std::process::Command::new(binary())
+            .arg("-c")
+            .arg(&path)
+            .arg("-t")
+            .output()
+            .with_context(|| format!("cannot run {}", binary()))?;
+        Ok(out.status.success())
+    }
+
+    /// The installed nats-server's version (`nats-server v2.9.10`).
+    pub fn version() -> anyhow::Result<String> {
+        let out = std::process::Command::new(binary())
+            .arg("--version")
+            .output()
+            .with_context(|| format!("cannot run {}", binary()))?;
+        let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Ok(line.replacen("nats-server: ", "nats-server ", 1))
     }
 
     /// Sets the server's max payload (bytes), to test frames near the limit.
@@ -95,13 +131,24 @@ impl NatsServer {
             "-n",
             &self.name,
         ]);
-        if let Some(dir) = &self.jetstream {
-            cmd.arg("-js").arg("-sd").arg(dir);
+        let mut conf = String::new();
+        match (&self.jetstream, &self.jetstream_sync) {
+            (Some(dir), Some(sync)) => conf.push_str(&format!(
+                "jetstream {{\n  store_dir: {:?}\n  sync_interval: {sync}\n}}\n",
+                dir.display().to_string()
+            )),
+            (Some(dir), None) => {
+                cmd.arg("-js").arg("-sd").arg(dir);
+            }
+            _ => {}
         }
         if let Some(bytes) = self.max_payload {
-            let conf = self.log.with_extension("conf");
-            std::fs::write(&conf, format!("max_payload: {bytes}\n"))?;
-            cmd.arg("-c").arg(conf);
+            conf.push_str(&format!("max_payload: {bytes}\n"));
+        }
+        if !conf.is_empty() {
+            let path = self.log.with_extension("conf");
+            std::fs::write(&path, conf)?;
+            cmd.arg("-c").arg(path);
         }
         if let Some(cp) = self.cluster_port {
             cmd.args([

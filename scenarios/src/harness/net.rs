@@ -97,6 +97,18 @@ impl TestNet {
             .unwrap_or_else(|| panic!("no agent {id} in this net"))
     }
 
+    /// An agent by node id, read-only (pid, data dir, log).
+    pub fn agent(&self, id: &str) -> &AgentProc {
+        self.agents
+            .get(id)
+            .unwrap_or_else(|| panic!("no agent {id} in this net"))
+    }
+
+    /// Process id of an agent, when running.
+    pub fn pid(&self, id: &str) -> Option<u32> {
+        self.agent(id).pid()
+    }
+
     /// A client for an agent.
     pub fn client(&self, id: &str) -> rmds::Client {
         self.agents

@@ -1,0 +1,81 @@
+//! What `/proc` says about a process, and file sizes.
+
+use std::path::Path;
+
+/// A `kB` field of `/proc/PID/status` (`VmHWM`: peak RSS, `VmRSS`: current RSS).
+pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    kb_field(&s, field)
+}
+
+/// A `kB` field of `/proc/meminfo`.
+pub fn meminfo_kb(field: &str) -> Option<u64> {
+    kb_field(&std::fs::read_to_string("/proc/meminfo").ok()?, field)
+}
+
+fn kb_field(text: &str, field: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// utime + stime of the whole process (all its threads) in clock ticks, from
+/// `/proc/PID/stat` (fields 14 and 15; the command name may hold spaces, so fields
+/// are counted after its closing parenthesis).
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ")": field 3 (state) is f[0], so field n is f[n - 3].
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second (`USER_HZ`).
+pub fn clock_ticks() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map(|v| v as u64)
+        .unwrap_or(100)
+}
+
+/// Every regular file directly in `dir` with its size, largest first.
+pub fn files(dir: &Path) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| {
+                    let m = e.metadata().ok()?;
+                    m.is_file()
+                        .then(|| (e.file_name().to_string_lossy().into_owned(), m.len()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by_key(|f| std::cmp::Reverse(f.1));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        let pid = std::process::id();
+        assert!(status_kb(pid, "VmHWM").unwrap() > 0);
+        assert!(status_kb(pid, "VmRSS").unwrap() > 0);
+        assert!(cpu_ticks(pid).is_some());
+        assert!(clock_ticks() > 0);
+    }
+
+    #[test]
+    fn parses_kb_fields() {
+        let t = "Name:\tx\nVmHWM:\t   33000 kB\nVmRSS:\t  1200 kB\n";
+        assert_eq!(kb_field(t, "VmHWM"), Some(33000));
+        assert_eq!(kb_field(t, "VmRSS"), Some(1200));
+        assert_eq!(kb_field(t, "VmPeak"), None);
+    }
+}
