@@ -178,6 +178,13 @@ impl Agent {
         let api_stop = CancellationToken::new();
         let stop = api_stop.clone();
         let app = api::router(state);
+        // Small answers (WebSocket frames, long-poll results) go out at once instead of
+        // waiting behind the client's delayed ACK (Nagle).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on an API connection");
+            }
+        });
         let api_task = tokio::spawn(async move {
             let r = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })

@@ -1,6 +1,6 @@
 //! Sending side: accept messages, route them to receivers, and track every delivery.
 
-use super::{now_ms, Error, Result};
+use super::{Error, Result};
 use crate::config::Overflow;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -274,115 +274,6 @@ pub fn publish(
     })
 }
 
-/// Stores a batch of messages for the same receivers, as [`publish`] would one by
-/// one, but moves each receiver's stream and backlog once for the whole batch.
-/// Messages with an idempotency key, and the `drop_oldest` policy, take the
-/// message-by-message path.
-pub fn publish_batch<M: std::borrow::Borrow<NewMessage>>(
-    conn: &Connection,
-    msgs: &[M],
-    receivers: &[String],
-    limit: u64,
-    overflow: Overflow,
-) -> Result<Vec<PublishOutcome>> {
-    let msgs: Vec<&NewMessage> = msgs.iter().map(|m| m.borrow()).collect();
-    if overflow == Overflow::DropOldest || msgs.iter().any(|m| m.idempotency_key.is_some()) {
-        return msgs
-            .iter()
-            .map(|m| publish(conn, m, receivers, limit, overflow))
-            .collect();
-    }
-    // Per receiver: the next sequence and the backlog, kept here for the batch.
-    let mut streams = Vec::with_capacity(receivers.len());
-    for r in receivers {
-        let Some(channel) = msgs.first().map(|m| m.channel.as_str()) else {
-            break;
-        };
-        conn.prepare_cached(
-            "INSERT INTO streams(receiver, channel, next_seq, acked_seq) VALUES (?, ?, 1, 0)
-             ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![r, channel])?;
-        let next: i64 = conn
-            .prepare_cached("SELECT next_seq FROM streams WHERE receiver = ? AND channel = ?")?
-            .query_row(params![r, channel], |row| row.get(0))?;
-        streams.push((next as u64, backlog(conn, r, channel)?, 0u64));
-    }
-    let mut insert_message = conn.prepare_cached(
-        "INSERT INTO messages(id, channel, created_at, expires_at, content_type, headers, payload, idempotency_key)
-         VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-    )?;
-    let mut insert_delivery = conn.prepare_cached(
-        "INSERT INTO deliveries(receiver, channel, seq, message_id, state, queued_at)
-         VALUES (?, ?, ?, ?, 0, ?)",
-    )?;
-    let mut outcomes = Vec::with_capacity(msgs.len());
-    for msg in msgs.iter().copied() {
-        if msg.channel != msgs[0].channel {
-            return Err(Error::Corrupt("a batch spans channels".into()));
-        }
-        if overflow == Overflow::Reject {
-            if let Some((r, (_, pending, added))) = receivers
-                .iter()
-                .zip(&streams)
-                .find(|(_, (_, pending, added))| pending + added >= limit)
-            {
-                outcomes.push(PublishOutcome::Rejected {
-                    receiver: r.clone(),
-                    pending: pending + added,
-                });
-                continue;
-            }
-        }
-        insert_message.execute(params![
-            msg.id,
-            msg.channel,
-            msg.created_at,
-            msg.expires_at,
-            msg.content_type,
-            msg.headers,
-            msg.payload,
-        ])?;
-        let mut routes = Vec::with_capacity(receivers.len());
-        for (r, (next, _, added)) in receivers.iter().zip(streams.iter_mut()) {
-            insert_delivery.execute(params![
-                r,
-                msg.channel,
-                *next as i64,
-                msg.id,
-                msg.created_at
-            ])?;
-            routes.push((r.clone(), *next));
-            *next += 1;
-            *added += 1;
-        }
-        if receivers.is_empty() {
-            conn.prepare_cached(
-                "INSERT INTO unrouted(message_id, channel, expires_at) VALUES (?, ?, ?)",
-            )?
-            .execute(params![msg.id, msg.channel, msg.expires_at])?;
-        }
-        outcomes.push(PublishOutcome::Accepted {
-            id: msg.id.clone(),
-            routes,
-            dropped: Vec::new(),
-            unrouted: receivers.is_empty(),
-        });
-    }
-    if let Some(channel) = msgs.first().map(|m| m.channel.as_str()) {
-        for (r, (next, _, added)) in receivers.iter().zip(&streams) {
-            if *added > 0 {
-                conn.prepare_cached(
-                    "UPDATE streams SET next_seq = ? WHERE receiver = ? AND channel = ?",
-                )?
-                .execute(params![*next as i64, r, channel])?;
-                add_backlog(conn, r, channel, *added as i64)?;
-            }
-        }
-    }
-    Ok(outcomes)
-}
-
 /// Gives a newly discovered reader every unexpired unrouted message of the channel it
 /// does not have yet, in publish order. Returns the sequences created.
 pub fn route_unrouted(
@@ -405,91 +296,6 @@ pub fn route_unrouted(
         seqs.push(enqueue(conn, reader, channel, &id, now)?);
     }
     Ok(seqs)
-}
-
-/// The stream's (acked_seq, sent_seq) cursors, if it exists.
-fn cursors(conn: &Connection, receiver: &str, channel: &str) -> Result<Option<(u64, u64)>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT acked_seq, sent_seq FROM streams WHERE receiver = ? AND channel = ?",
-        )?
-        .query_row(params![receiver, channel], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-        })
-        .optional()?)
-}
-
-/// Marks a range of a stream as sent. A first send only moves the stream's
-/// `sent_seq` cursor and records one row for the whole range; a resend (at or below
-/// the cursor) counts one more attempt on each row it covers.
-pub fn mark_sent(
-    conn: &Connection,
-    receiver: &str,
-    channel: &str,
-    from: u64,
-    to: u64,
-) -> Result<()> {
-    let Some((acked, sent)) = cursors(conn, receiver, channel)? else {
-        return Ok(());
-    };
-    let now = now_ms();
-    let resent_from = from.max(acked + 1);
-    let resent_to = to.min(sent);
-    if resent_from <= resent_to {
-        conn.prepare_cached(
-            "UPDATE deliveries SET state = 1, attempts = attempts + 1, sent_at = ?
-             WHERE receiver = ? AND channel = ? AND seq BETWEEN ? AND ? AND state IN (0, 1)",
-        )?
-        .execute(params![
-            now,
-            receiver,
-            channel,
-            resent_from as i64,
-            resent_to as i64
-        ])?;
-    }
-    if to > sent {
-        conn.prepare_cached("UPDATE streams SET sent_seq = ? WHERE receiver = ? AND channel = ?")?
-            .execute(params![to as i64, receiver, channel])?;
-        conn.prepare_cached(
-            "INSERT INTO stream_sends(receiver, channel, upto, at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO UPDATE SET at = ?4",
-        )?
-        .execute(params![receiver, channel, to as i64, now])?;
-    }
-    Ok(())
-}
-
-/// Records a cumulative ACK: every pending delivery up to `upto` is delivered. Only
-/// the stream's cursor moves (and one row records when); rows keep their state and
-/// read as delivered. Returns how many deliveries were pending.
-pub fn ack(conn: &Connection, receiver: &str, channel: &str, upto: u64) -> Result<u64> {
-    let Some((acked, _)) = cursors(conn, receiver, channel)? else {
-        return Ok(0);
-    };
-    if upto <= acked {
-        return Ok(0);
-    }
-    let n: i64 = conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM deliveries
-             WHERE receiver = ? AND channel = ? AND seq > ? AND seq <= ? AND state IN (0, 1)",
-        )?
-        .query_row(params![receiver, channel, acked as i64, upto as i64], |r| {
-            r.get(0)
-        })?;
-    add_backlog(conn, receiver, channel, -n)?;
-    conn.prepare_cached(
-        "UPDATE streams SET acked_seq = ?1, sent_seq = MAX(sent_seq, ?1)
-         WHERE receiver = ?2 AND channel = ?3",
-    )?
-    .execute(params![upto as i64, receiver, channel])?;
-    conn.prepare_cached(
-        "INSERT INTO stream_acks(receiver, channel, upto, at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT DO UPDATE SET at = ?4",
-    )?
-    .execute(params![receiver, channel, upto as i64, now_ms()])?;
-    Ok(n as u64)
 }
 
 /// Records receipts from a receiver: when each message was first consumed there.
@@ -747,8 +553,12 @@ pub fn unrouted_count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM unrouted", [], |r| r.get::<_, i64>(0))? as u64)
 }
 
+mod batch;
+mod cursors;
 mod dead;
 mod sweep;
+pub use batch::publish_batch;
+pub use cursors::{ack, mark_sent};
 pub use dead::{
     dead_letter, delete_dead, delivered_after_all, list_dead, redrive_dead, DeadLetter, Redrive,
 };

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::Overflow;
+use crate::store::now_ms;
 
 fn db() -> Connection {
     let mut c = Connection::open_in_memory().unwrap();
