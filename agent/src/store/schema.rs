@@ -242,7 +242,7 @@ UPDATE streams SET sent_seq = MAX(acked_seq, COALESCE((SELECT MAX(d.seq) FROM de
   WHERE d.receiver = streams.receiver AND d.channel = streams.channel AND d.attempts > 0), 0));
 -- A row's attempts now count resends: the first send is the cursor's.
 UPDATE deliveries SET attempts = attempts - 1
-  WHERE attempts > 0 AND state IN (0, 1, 2)
+  WHERE attempts > 0 AND state IN (0, 1)
     AND seq <= (SELECT s.sent_seq FROM streams s WHERE s.receiver = deliveries.receiver AND s.channel = deliveries.channel);
 CREATE TABLE stream_sends (
   receiver TEXT NOT NULL,
@@ -258,6 +258,8 @@ CREATE TABLE stream_acks (
   at INTEGER NOT NULL,
   PRIMARY KEY (receiver, channel, upto)
 ) WITHOUT ROWID;
+-- The retention sweep finds ACK records past retention by time.
+CREATE INDEX stream_acks_by_time ON stream_acks(at);
 DROP INDEX deliveries_pending;
 DROP INDEX deliveries_done;
 -- Only terminal rows (dead, expired, dropped) carry their own done_at now.
