@@ -314,7 +314,9 @@ impl DiscoveryTask {
                 Some(msg) = hello.next() => {
                     if let Ok(Packet::Hello(a)) = t.decode(&msg.payload) {
                         if a.node != self.handle.me {
+                            let node = a.node.clone();
                             if self.apply(a).await {
+                                self.handle.write(|v| v.reannounced(&node));
                                 self.send(t.keepalive_subject(), Packet::Keepalive(self.announce())).await;
                             }
                         } else if a.stamp.boot != t.boot() {

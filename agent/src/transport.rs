@@ -122,7 +122,12 @@ impl Transport {
 
     /// A receiver that changes whenever the connection goes up or down.
     pub fn watch_state(&self) -> watch::Receiver<bool> {
-        self.state.clone()
+        let mut r = self.state.clone();
+        // Changes from now on: the current state is where the caller starts (a clone of
+        // a receiver that never looked would report the first connect as a change, and
+        // every new stream would resend its first round at once).
+        r.mark_unchanged();
+        r
     }
 
     /// Largest NATS message this agent may publish.

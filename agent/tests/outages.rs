@@ -154,3 +154,58 @@ async fn given_a_new_database_and_no_nats_when_alice_publishes_then_readers_disc
         .unwrap();
     net.assert_healthy().unwrap();
 }
+
+/// A round sent while its receiver is still reconnecting reaches nobody on the bus.
+/// The receiver says hello once its subscriptions are back, and the sender resends
+/// then, not after its ACK timeout (a minute here, longer than the test waits).
+#[tokio::test]
+async fn given_a_round_lost_while_the_receiver_reconnects_when_it_says_hello_then_the_sender_resends_at_once(
+) {
+    let mut net = TestNet::builder()
+        .binary(bin())
+        .set("delivery", "ack_timeout", "60s")
+        .set("discovery", "node_offline_timeout", "60s")
+        .agent("alice", &["chat:writer"])
+        .agent("bob", &["chat:reader"])
+        .start()
+        .await
+        .unwrap();
+    net.wait_discovered("alice", "chat", &["bob"])
+        .await
+        .unwrap();
+    publish(&net, "alice", 1).await;
+    expect(&net, "bob", "alice", &[1]).await;
+    // bob is frozen through a NATS restart: alice reconnects and still sees him online
+    // (his offline timeout has not run out), so what she sends now is lost.
+    net.node("bob").pause().unwrap();
+    net.stop_nats().await.unwrap();
+    net.start_nats().await.unwrap();
+    let alice = net.client("alice");
+    rmds_scenarios::harness::eventually(Duration::from_secs(20), "alice reconnected", || {
+        let a = alice.clone();
+        async move { (a.health().await.ok()?["nats"] == "connected").then_some(()) }
+    })
+    .await
+    .unwrap();
+    publish(&net, "alice", 2).await;
+    publish(&net, "alice", 3).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    net.node("bob").resume().unwrap();
+    let got = drain(
+        &net.client("bob"),
+        "chat",
+        "default",
+        2,
+        Duration::from_secs(25),
+        Duration::from_millis(500),
+    )
+    .await
+    .expect("drain");
+    let r = check_stream("alice", "bob", "chat", &[2, 3], &got.numbers_from("alice"));
+    assert!(
+        r.ok(),
+        "within 25 s of bob's return (ACK timeout 60 s): {}",
+        r.describe()
+    );
+    net.assert_healthy().unwrap();
+}

@@ -186,6 +186,18 @@ impl View {
             .subscribe()
     }
 
+    /// The peer said hello (it started or reconnected, with its subscriptions in
+    /// place): senders with a round in flight to it resend now rather than after
+    /// their ACK timeout (a round sent while it was reconnecting was lost).
+    pub fn reannounced(&mut self, node: &NodeId) {
+        if let Some(tx) = self.liveness.get(node) {
+            tx.send_if_modified(|l| {
+                l.generation += u64::from(l.online);
+                l.online
+            });
+        }
+    }
+
     fn set_online(&mut self, node: &NodeId, online: bool) {
         if let Some(tx) = self.liveness.get(node) {
             // Only a real transition notifies: senders restart their round on it.
@@ -465,6 +477,9 @@ mod tests {
             !live.has_changed().unwrap(),
             "a keepalive from an online peer must not look like a comeback"
         );
+        // A hello from an online peer (it reconnected) does: in-flight rounds resend.
+        v.reannounced(&lisa);
+        assert_eq!(live.borrow_and_update().generation, 2);
         assert_eq!(
             v.readers(&Channel::new("chat").unwrap()),
             vec![lisa.clone()]
