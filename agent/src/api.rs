@@ -8,6 +8,7 @@
 //! a foreign `Origin` or a state-changing "simple request" is refused before any
 //! handler runs.
 
+mod batch;
 mod cluster;
 mod dead;
 mod domains;

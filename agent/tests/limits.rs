@@ -175,6 +175,37 @@ async fn given_drop_oldest_policy_when_backlog_is_full_then_oldest_dropped_and_c
 }
 
 #[tokio::test]
+async fn given_drop_oldest_when_one_batch_overflows_then_the_items_it_dropped_never_reach_the_reader(
+) {
+    let mut net = TestNet::builder()
+        .binary(bin())
+        .set("delivery", "max_messages_per_receiver", 3)
+        .set("delivery", "overflow", "drop_oldest")
+        .agent("alice", &["chat:writer"])
+        .agent("bob", &["chat:reader"])
+        .start()
+        .await
+        .unwrap();
+    net.wait_discovered("alice", "chat", &["bob"])
+        .await
+        .unwrap();
+    let c = net.client("alice");
+    // The stream to bob exists and is idle: the batch's deliveries reach it from memory.
+    publish(&c, 0).await.unwrap();
+    expect(&net, "bob", &[0]).await;
+    // The batch's later items drop its earlier ones, all in the same commit.
+    let items: Vec<_> = (1..=10u64)
+        .map(|n| json!({"sender": "alice", "n": n}))
+        .collect();
+    let v = c.publish_batch("chat", &items).await.unwrap();
+    assert_eq!(v["accepted"], 10, "{v}");
+    let stats = c.stats().await.unwrap();
+    assert_eq!(stats["dropped"], 7, "{stats}");
+    expect(&net, "bob", &[8, 9, 10]).await;
+    net.assert_healthy().unwrap();
+}
+
+#[tokio::test]
 async fn given_a_message_that_expires_while_its_reader_is_away_then_it_is_counted_expired_and_the_rest_flows(
 ) {
     let mut net = TestNet::builder()

@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,7 +77,11 @@ pub(super) struct Draft {
 }
 
 /// Validates a draft and turns it into a message ready to store.
-fn prepare(state: &AppState, channel: &Channel, d: Draft) -> Result<NewMessage, ApiError> {
+pub(super) fn prepare(
+    state: &AppState,
+    channel: &Channel,
+    d: Draft,
+) -> Result<NewMessage, ApiError> {
     let headers_json = serde_json::to_string(&d.headers).unwrap_or_else(|_| "[]".into());
     let max = max_message(state, &d.content_type, &d.headers);
     if d.payload.len() > max {
@@ -121,7 +124,7 @@ fn prepare(state: &AppState, channel: &Channel, d: Draft) -> Result<NewMessage, 
     })
 }
 
-fn readers(state: &AppState, channel: &Channel) -> Vec<String> {
+pub(super) fn readers(state: &AppState, channel: &Channel) -> Vec<String> {
     state
         .discovery
         .readers(channel)
@@ -151,9 +154,9 @@ pub(super) async fn publish_one(
 }
 
 /// Deliveries committed by a batch, per receiver, handed to the streams at once.
-type Enqueue = std::collections::BTreeMap<String, Vec<(u64, Arc<NewMessage>)>>;
+pub(super) type Enqueue = std::collections::BTreeMap<String, Vec<(u64, Arc<NewMessage>)>>;
 
-async fn finish_publish(
+pub(super) async fn finish_publish(
     state: &AppState,
     channel: &Channel,
     outcome: PublishOutcome,
@@ -236,7 +239,7 @@ async fn finish_publish(
 
 #[derive(Debug, Deserialize)]
 pub struct PublishQuery {
-    ttl: Option<String>,
+    pub(super) ttl: Option<String>,
 }
 
 fn message_headers(h: &HeaderMap) -> Vec<(String, String)> {
@@ -249,7 +252,7 @@ fn message_headers(h: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// Refuses a publish that would be unrouted when the channel's policy says so.
-fn check_routable(
+pub(super) fn check_routable(
     policy: &crate::policy::Effective,
     channel: &Channel,
     receivers: &[String],
@@ -318,135 +321,7 @@ pub async fn publish(
     Ok((status, Json(v)).into_response())
 }
 
-/// `POST /v1/channels/{ch}/messages:batch`: a JSON array or NDJSON of payloads.
-pub async fn publish_batch(
-    State(state): State<Arc<AppState>>,
-    Path(ch): Path<String>,
-    query: Result<Query<PublishQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    // With an Idempotency-Key, item i is stored under "{key}/{i}": a retried batch
-    // stores each item once and answers with the same ids.
-    let batch_key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
-    let channel = channel(&ch)?;
-    let Query(q) = query.map_err(|e| from_rejection(e.status(), e.body_text()))?;
-    let body = body.map_err(|e| from_rejection(e.status(), e.body_text()))?;
-    check_writer(&state, &channel)?;
-    let ttl = ttl_of(&state, &channel, &q.ttl)?;
-    // Items are kept as the bytes the client sent (checked to be JSON, never turned
-    // into a tree of values).
-    let items: Vec<&RawValue> = match serde_json::from_slice::<Vec<&RawValue>>(&body) {
-        Ok(items) => items,
-        _ => {
-            let text = std::str::from_utf8(&body)
-                .map_err(|_| ApiError::bad_request("batch body must be a JSON array or NDJSON"))?;
-            let mut items = Vec::new();
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                items.push(
-                    serde_json::from_str::<&RawValue>(line).map_err(|e| {
-                        ApiError::bad_request(format!("NDJSON line {}: {e}", i + 1))
-                    })?,
-                );
-            }
-            items
-        }
-    };
-    if items.is_empty() {
-        return Err(ApiError::bad_request("batch is empty"));
-    }
-    if items.len() > 10_000 {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!("batch of {} items exceeds the limit of 10000", items.len()),
-        ));
-    }
-    // Validate every item, then store all valid ones in one job (one transaction).
-    let mut prepared: Vec<Result<NewMessage, ApiError>> = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        let payload = item.get().as_bytes().to_vec();
-        prepared.push(prepare(
-            &state,
-            &channel,
-            Draft {
-                payload,
-                content_type: "application/json".into(),
-                headers: Vec::new(),
-                ttl,
-                idempotency_key: batch_key.as_ref().map(|k| format!("{k}/{i}")),
-            },
-        ));
-    }
-    let msgs: Vec<Arc<NewMessage>> = prepared
-        .iter()
-        .filter_map(|p| p.as_ref().ok().cloned().map(Arc::new))
-        .collect();
-    let mut stored = msgs.clone().into_iter();
-    let receivers = readers(&state, &channel);
-    let policy = state.domains.effective(&channel);
-    check_routable(&policy, &channel, &receivers)?;
-    let (limit, overflow) = (policy.max_messages_per_receiver, policy.overflow);
-    let mut outcomes = state
-        .store
-        .writer
-        .run(move |c| store::outbox::publish_batch(c, &msgs, &receivers, limit, overflow))
-        .await?
-        .into_iter();
-    let mut results = Vec::with_capacity(prepared.len());
-    let mut accepted = 0usize;
-    let mut enqueue = Enqueue::new();
-    for p in prepared {
-        let r = match p {
-            Ok(_) => match (outcomes.next(), stored.next()) {
-                (Some(outcome), Some(msg)) => {
-                    finish_publish(&state, &channel, outcome, msg, Some(&mut enqueue)).await
-                }
-                _ => Err(ApiError::unavailable(
-                    "store returned fewer results than items",
-                )),
-            },
-            Err(e) => Err(e),
-        };
-        match r {
-            Ok((status, v)) => {
-                accepted += 1;
-                let mut item = json!({"status": status.as_u16(), "id": v["id"], "receivers": v["receivers"]});
-                if v["duplicate"] == true {
-                    item["duplicate"] = json!(true);
-                }
-                results.push(item);
-            }
-            Err(e) => results.push(
-                json!({"status": e.status.as_u16(), "error": {"code": e.code, "message": e.message}}),
-            ),
-        }
-    }
-    for (r, items) in enqueue {
-        if let Ok(r) = NodeId::new(r) {
-            state
-                .delivery
-                .enqueued_many(r, channel.clone(), items)
-                .await;
-        }
-    }
-    let status = if accepted == results.len() {
-        StatusCode::CREATED
-    } else {
-        StatusCode::MULTI_STATUS
-    };
-    Ok((
-        status,
-        Json(json!({"accepted": accepted, "results": results})),
-    )
-        .into_response())
-}
+pub use super::batch::publish_batch;
 
 #[derive(Debug, Deserialize)]
 pub struct PullQuery {
