@@ -15,6 +15,7 @@ mod domains;
 mod error;
 mod groups;
 pub mod guard;
+mod health;
 mod messages;
 mod render;
 pub mod spec;

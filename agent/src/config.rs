@@ -5,9 +5,13 @@
 //! [`Config::default`] as TOML, so every key appears there with its default.
 
 pub mod api;
+mod nats;
+mod secret;
 mod validate;
 
 pub use api::ApiConfig;
+pub use nats::{NatsConfig, NatsTls};
+pub use secret::Secret;
 
 use crate::names::{Channel, NodeId, Role};
 use serde::{Deserialize, Serialize};
@@ -128,28 +132,6 @@ pub struct Config {
     pub domains: Vec<crate::domains::DomainSpec>,
     /// Channel settings declared here (`[[channels]]`): domain and policy, at start.
     pub channels: Vec<crate::domains::ChannelSpec>,
-}
-
-/// NATS connection settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NatsConfig {
-    /// Server URLs; the client fails over between them.
-    pub urls: Vec<String>,
-    /// Subject prefix (`{prefix}.node.{id}.data`, ...).
-    pub prefix: String,
-    /// PING interval: a dead link is noticed after two missed PONGs.
-    #[serde(with = "humantime_serde")]
-    pub ping_interval: Duration,
-    /// Longest wait between reconnect attempts (reconnects go on forever).
-    #[serde(with = "humantime_serde")]
-    pub reconnect_max_delay: Duration,
-    /// Shared cluster key: when set, every rmds message is HMAC-SHA256 signed and
-    /// unsigned or badly signed traffic is dropped and counted.
-    pub cluster_key: Option<String>,
-    /// Largest NATS message to send, when the server's limit is not known yet (the
-    /// server's own limit wins once connected).
-    pub max_payload: usize,
 }
 
 /// Discovery settings.
@@ -301,19 +283,6 @@ impl Default for Config {
     }
 }
 
-impl Default for NatsConfig {
-    fn default() -> Self {
-        NatsConfig {
-            urls: vec!["nats://127.0.0.1:4222".into()],
-            prefix: "rmds".into(),
-            ping_interval: Duration::from_secs(2),
-            reconnect_max_delay: Duration::from_secs(2),
-            cluster_key: None,
-            max_payload: 1024 * 1024,
-        }
-    }
-}
-
 impl Default for DiscoveryConfig {
     fn default() -> Self {
         DiscoveryConfig {
@@ -396,6 +365,12 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// `--nats-user` / `RMDS_NATS_USER`.
+    pub nats_user: Option<String>,
+    /// `RMDS_NATS_PASSWORD` (environment only: flags show in process lists).
+    pub nats_password: Option<Secret>,
+    /// `RMDS_NATS_TOKEN` (environment only).
+    pub nats_token: Option<Secret>,
 }
 
 impl Config {
@@ -463,6 +438,15 @@ impl Config {
         if let Some(v) = o.log_format {
             self.log.format = v;
         }
+        if let Some(v) = &o.nats_user {
+            self.nats.user = Some(v.clone());
+        }
+        if let Some(v) = &o.nats_password {
+            self.nats.password = Some(v.clone());
+        }
+        if let Some(v) = &o.nats_token {
+            self.nats.token = Some(v.clone());
+        }
         Ok(())
     }
 
@@ -485,6 +469,25 @@ impl Config {
                  # all traffic and drop anything unsigned or forged.\n\
                  # cluster_key = \"change-me\"\n\
                  max_payload = ",
+                1,
+            )
+            .replacen(
+                "[nats.tls]",
+                "# A secured nats-server: set one of user + password, token, nkey_seed (a file\n\
+                 # holding the seed) or credentials (a .creds file). Passwords and tokens may\n\
+                 # come from RMDS_NATS_PASSWORD / RMDS_NATS_TOKEN instead of this file.\n\
+                 # user = \"rmds\"\n\
+                 # password = \"change-me\"\n\
+                 # token = \"change-me\"\n\
+                 # nkey_seed = \"/etc/rmds/node.nk\"\n\
+                 # credentials = \"/etc/rmds/node.creds\"\n\n\
+                 # TLS: used when the server asks for it or a URL is tls://. ca, cert and key\n\
+                 # are PEM files; server_name overrides the name checked in the certificate.\n\
+                 # ca = \"/etc/rmds/ca.pem\"\n\
+                 # cert = \"/etc/rmds/node.pem\"\n\
+                 # key = \"/etc/rmds/node-key.pem\"\n\
+                 # server_name = \"nats.internal\"\n\
+                 [nats.tls]",
                 1,
             )
             .replacen(

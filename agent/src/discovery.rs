@@ -74,6 +74,10 @@ pub struct Discovery {
     announce: mpsc::Sender<()>,
     /// Stamps membership versions.
     transport: Transport,
+    /// Subscriptions are in place and this node's hello went out on the current NATS
+    /// connection (peers have been asked to answer): what `/readyz` calls discovery
+    /// done.
+    announced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The actor half, consumed by [`DiscoveryTask::run`].
@@ -119,6 +123,7 @@ impl Discovery {
             events,
             announce,
             transport: transport.clone(),
+            announced: Arc::default(),
         };
         let task = DiscoveryTask {
             handle: handle.clone(),
@@ -137,6 +142,12 @@ impl Discovery {
     /// This node's id.
     pub fn me(&self) -> &NodeId {
         &self.me
+    }
+
+    /// Whether this node has announced itself on the current NATS connection, with
+    /// its subscriptions in place.
+    pub fn announced(&self) -> bool {
+        self.announced.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn read<T>(&self, f: impl FnOnce(&View) -> T) -> T {
@@ -253,12 +264,29 @@ impl DiscoveryTask {
         }
     }
 
-    async fn send(&self, subject: String, packet: Packet) {
+    async fn send(&self, subject: String, packet: Packet) -> bool {
         match self.transport.publish(subject, &packet).await {
             Ok(()) => {
                 self.metrics.sent_keepalives.inc();
+                true
             }
-            Err(e) => tracing::debug!(error = %e, "announcement not sent"),
+            Err(e) => {
+                tracing::debug!(error = %e, "announcement not sent");
+                false
+            }
+        }
+    }
+
+    /// Sends this node's hello; a hello that went out makes discovery done.
+    async fn hello(&self) {
+        let t = &self.transport;
+        let sent = self
+            .send(t.hello_subject(), Packet::Hello(self.announce()))
+            .await;
+        if sent {
+            self.handle
+                .announced
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -295,8 +323,7 @@ impl DiscoveryTask {
         let check_every = (self.config.node_offline_timeout / 10).max(Duration::from_millis(100));
         let mut check = tokio::time::interval(check_every);
         let mut expiry_check = tokio::time::interval(Duration::from_secs(60));
-        self.send(t.hello_subject(), Packet::Hello(self.announce()))
-            .await;
+        self.hello().await;
         loop {
             tokio::select! {
                 biased;
@@ -305,7 +332,9 @@ impl DiscoveryTask {
                     if changed.is_err() { break; }
                     if *nats.borrow_and_update() {
                         // Reconnected: ask every peer to answer at once.
-                        self.send(t.hello_subject(), Packet::Hello(self.announce())).await;
+                        self.hello().await;
+                    } else {
+                        self.handle.announced.store(false, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 Some(()) = self.announce_rx.recv() => {
@@ -352,7 +381,13 @@ impl DiscoveryTask {
                     }
                 }
                 _ = tick.tick() => {
-                    self.send(t.keepalive_subject(), Packet::Keepalive(self.announce())).await;
+                    if self.handle.announced() {
+                        self.send(t.keepalive_subject(), Packet::Keepalive(self.announce())).await;
+                    } else {
+                        // The hello after the last connect did not go out: say hello
+                        // again, so peers answer and discovery completes.
+                        self.hello().await;
+                    }
                 }
                 _ = check.tick() => {
                     let gone = self.handle.write(|v| v.mark_offline(Instant::now(), self.config.node_offline_timeout));

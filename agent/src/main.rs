@@ -37,6 +37,9 @@ struct Args {
     /// Log filter, e.g. info or rmds_agent=debug.
     #[arg(long, env = "RMDS_LOG")]
     log_level: Option<String>,
+    /// NATS user name (the password comes from RMDS_NATS_PASSWORD or the config file).
+    #[arg(long, env = "RMDS_NATS_USER")]
+    nats_user: Option<String>,
     /// Log format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
@@ -95,6 +98,14 @@ fn probe(url: &str) -> ExitCode {
     }
 }
 
+/// A secret from the environment (never a flag: flags show in process lists).
+fn secret_env(name: &str) -> Option<rmds_agent::config::Secret> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(rmds_agent::config::Secret::new)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(url) = &args.probe {
@@ -112,6 +123,9 @@ fn main() -> ExitCode {
         join: args.join,
         log_level: args.log_level,
         log_format: args.log_format,
+        nats_user: args.nats_user,
+        nats_password: secret_env("RMDS_NATS_PASSWORD"),
+        nats_token: secret_env("RMDS_NATS_TOKEN"),
     };
     let config = match Config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,

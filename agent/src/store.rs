@@ -83,6 +83,21 @@ pub fn now_ms() -> i64 {
 }
 
 impl Store {
+    /// Whether a new message could be stored now: writes a row of a few pages and
+    /// removes it again, committed like any write (a full disk, a full
+    /// `max_size_mb` or a read-only file fails it). For `/readyz`.
+    pub async fn probe_write(&self) -> Result<()> {
+        self.writer
+            .run(|c| {
+                c.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('ready_probe', hex(randomblob(8192)))",
+                    [],
+                )?;
+                c.execute("DELETE FROM meta WHERE key = 'ready_probe'", [])?;
+                Ok(())
+            })
+            .await
+    }
     /// Opens (creating and migrating if needed) `dir/rmds.db` and starts the writer thread.
     pub fn open(dir: &Path, node_id: &str, config: &StoreConfig) -> Result<Store> {
         std::fs::create_dir_all(dir)

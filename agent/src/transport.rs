@@ -7,6 +7,12 @@
 //! seconds. Publishing while disconnected fails at once instead of queueing inside the
 //! client: callers keep their data in SQLite and resend when the state flips back.
 
+mod diagnose;
+mod secure;
+mod status;
+
+pub use secure::SecureError;
+
 use crate::config::NatsConfig;
 use crate::metrics::Metrics;
 use crate::names::NodeId;
@@ -41,6 +47,48 @@ pub struct Transport {
     metrics: Arc<Metrics>,
     /// Freshness stamps of this boot, shared by every sender of stamped frames.
     stamper: Arc<Stamper>,
+    /// Why the last connection attempt failed, until one succeeds.
+    status: Arc<status::NatsStatus>,
+    /// How this agent authenticates (never the secret).
+    auth: &'static str,
+}
+
+/// Why the transport could not start (the agent does not start either).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The security settings could not be applied.
+    #[error(transparent)]
+    Secure(#[from] SecureError),
+    /// The client refused the options.
+    #[error(transparent)]
+    Client(#[from] async_nats::ConnectError),
+}
+
+/// Runs a diagnosis of the failed connection on a blocking thread, at most once
+/// every 5 s, and shows its finding instead of async-nats's bare kind.
+fn diagnose_later(
+    kind: String,
+    urls: Vec<String>,
+    probe: diagnose::TlsProbe,
+    status: Arc<status::NatsStatus>,
+    last: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+) {
+    {
+        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+    }
+    tokio::task::spawn_blocking(move || {
+        let found = urls.iter().find_map(|u| diagnose::diagnose(u, &probe));
+        if let Some(reason) = found {
+            let reason = format!("{kind}: {reason}");
+            if status.refine(&kind, reason.clone()) {
+                tracing::warn!(reason = %reason, "cannot connect to NATS; retrying");
+            }
+        }
+    });
 }
 
 impl Transport {
@@ -51,7 +99,7 @@ impl Transport {
         node: &NodeId,
         boot: u64,
         metrics: Arc<Metrics>,
-    ) -> Result<Transport, async_nats::ConnectError> {
+    ) -> Result<Transport, ConnectError> {
         let (state_tx, state) = watch::channel(false);
         let state_tx = Arc::new(state_tx);
         let cb_state = state_tx.clone();
@@ -59,7 +107,14 @@ impl Transport {
         let max_delay = config.reconnect_max_delay;
         let addrs: Vec<async_nats::ServerAddr> =
             config.urls.iter().filter_map(|u| u.parse().ok()).collect();
-        let client = async_nats::ConnectOptions::new()
+        let auth = secure::auth_method(config);
+        let status = Arc::new(status::NatsStatus::default());
+        let cb_status = status.clone();
+        let options = secure::apply(config, async_nats::ConnectOptions::new())?;
+        let probe = secure::tls_probe(config)?;
+        let urls = config.urls.clone();
+        let last_diagnosis = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+        let client = options
             .name(format!("rmds-agent/{node}"))
             .ping_interval(config.ping_interval)
             .connection_timeout(Duration::from_secs(2))
@@ -74,9 +129,14 @@ impl Transport {
             .event_callback(move |event| {
                 let state = cb_state.clone();
                 let metrics = cb_metrics.clone();
+                let status = cb_status.clone();
+                let probe = probe.clone();
+                let urls = urls.clone();
+                let last_diagnosis = last_diagnosis.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
+                            status.connected();
                             tracing::info!("connected to NATS");
                             metrics.nats_connected.set(1);
                             state.send_replace(true);
@@ -87,6 +147,25 @@ impl Transport {
                             metrics.reconnects.inc();
                             state.send_replace(false);
                         }
+                        async_nats::Event::ClientError(e) => {
+                            metrics.nats_connect_errors.inc();
+                            let kind = e.to_string();
+                            let reason = status::explain(&kind, auth);
+                            if status.failed(&kind, reason.clone()) {
+                                tracing::warn!(reason = %reason, "cannot connect to NATS; retrying");
+                            }
+                            let lower = kind.to_ascii_lowercase();
+                            if lower.contains("io error") || lower.contains("tls") {
+                                diagnose_later(kind, urls, probe, status, last_diagnosis);
+                            }
+                        }
+                        async_nats::Event::ServerError(e) => {
+                            let kind = e.to_string();
+                            let reason = status::explain(&kind, auth);
+                            if status.failed(&kind, reason.clone()) {
+                                tracing::warn!(reason = %reason, "NATS server error");
+                            }
+                        }
                         other => tracing::debug!(event = %other, "NATS event"),
                     }
                 }
@@ -96,12 +175,29 @@ impl Transport {
         Ok(Transport {
             client,
             prefix: config.prefix.clone().into(),
-            codec: Codec::new(config.cluster_key.as_deref()),
+            codec: Codec::new(config.cluster_key.as_ref().map(|k| k.expose())),
             state,
             fallback_max_payload: config.max_payload,
             metrics,
             stamper: Arc::new(Stamper::new(boot)),
+            status,
+            auth,
         })
+    }
+
+    /// Why the agent is not connected, when a connection attempt failed and none has
+    /// succeeded since.
+    pub fn problem(&self) -> Option<String> {
+        if self.is_connected() {
+            return None;
+        }
+        self.status.reason()
+    }
+
+    /// How this agent authenticates to NATS (`none`, `user_password`, `token`, `nkey`,
+    /// `credentials`).
+    pub fn auth_method(&self) -> &'static str {
+        self.auth
     }
 
     /// A freshness stamp newer than every one handed out before in this process.

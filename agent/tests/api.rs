@@ -296,7 +296,8 @@ async fn given_a_cluster_then_nodes_topology_channels_and_subscribers_describe_i
     let h = a.health().await.unwrap();
     assert_eq!(
         h,
-        json!({"status": "ok", "node_id": "alice", "nats": "connected"})
+        json!({"status": "ok", "node_id": "alice", "nats": "connected",
+               "nats_error": null, "nats_auth": "none"})
     );
     // A clean stop says bye: alice marks bob offline at once, not after the timeout.
     net.node("bob").stop().await.unwrap();

@@ -14,15 +14,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// `GET /healthz`.
-pub async fn healthz(State(s): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({
-        "status": "ok",
-        "node_id": s.discovery.me(),
-        "nats": if s.transport.is_connected() { "connected" } else { "disconnected" },
-    }))
-}
-
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     refresh(&s).await;

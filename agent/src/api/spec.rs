@@ -1,7 +1,7 @@
 //! The route table: one list that builds both the router and the OpenAPI 3 document
 //! served at `/v1/openapi.json`, so that the document cannot drift from the routes.
 
-use super::{cluster, dead, domains, groups, messages, ws, AppState};
+use super::{cluster, dead, domains, groups, health, messages, ws, AppState};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -81,7 +81,9 @@ impl Route {
 /// Every route of the API.
 pub fn routes() -> Vec<Route> {
     vec![
-        r("get", "/healthz", "observe", "Liveness: node id and NATS connection state", get(cluster::healthz)).errors(&[]),
+        r("get", "/healthz", "observe", "Node id, NATS connection state and why it is not connected", get(health::healthz)).errors(&[]),
+        r("get", "/livez", "observe", "Liveness: the process answers", get(health::livez)).errors(&[]),
+        r("get", "/readyz", "observe", "Readiness: store writable, NATS connected, discovery done (503 naming what is not)", get(health::readyz)).errors(&[]),
         r("get", "/metrics", "observe", "Prometheus text exposition (rmds_ prefix)", get(cluster::metrics)).text().errors(&[]),
         r("get", "/v1/stats", "observe", "Counters with RMDS's keys and more", get(cluster::stats)).errors(&[]),
         r("get", "/v1/openapi.json", "observe", "This document", get(openapi)).errors(&[]),

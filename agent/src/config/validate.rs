@@ -37,6 +37,7 @@ impl Config {
         if self.nats.max_payload < 1024 {
             return Err(invalid("nats.max_payload", "must be at least 1024 bytes"));
         }
+        self.nats.validate_security()?;
         let positive = [
             ("nats.ping_interval", self.nats.ping_interval),
             ("nats.reconnect_max_delay", self.nats.reconnect_max_delay),

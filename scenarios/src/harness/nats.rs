@@ -15,6 +15,7 @@ pub struct NatsServer {
     jetstream: Option<PathBuf>,
     jetstream_sync: Option<String>,
     max_payload: Option<usize>,
+    extra_conf: String,
     name: String,
     log: PathBuf,
     child: Option<Child>,
@@ -34,6 +35,7 @@ impl NatsServer {
             jetstream: None,
             jetstream_sync: None,
             max_payload: None,
+            extra_conf: String::new(),
             name: name.into(),
             log: dir.join(format!("{name}.log")),
             child: None,
@@ -85,6 +87,14 @@ impl NatsServer {
             .with_context(|| format!("cannot run {}", binary()))?;
         let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
         Ok(line.replacen("nats-server: ", "nats-server ", 1))
+    }
+
+    /// Adds server configuration text (an `authorization { .. }` or `tls { .. }`
+    /// block, an operator and resolver, ...), written to the server's config file.
+    pub fn conf(mut self, text: &str) -> NatsServer {
+        self.extra_conf.push_str(text);
+        self.extra_conf.push('\n');
+        self
     }
 
     /// Sets the server's max payload (bytes), to test frames near the limit.
@@ -145,6 +155,7 @@ impl NatsServer {
         if let Some(bytes) = self.max_payload {
             conf.push_str(&format!("max_payload: {bytes}\n"));
         }
+        conf.push_str(&self.extra_conf);
         if !conf.is_empty() {
             let path = self.log.with_extension("conf");
             std::fs::write(&path, conf)?;

@@ -15,6 +15,7 @@ pub struct TestNetBuilder {
     proxied: Vec<String>,
     cluster: usize,
     max_payload: Option<usize>,
+    nats_conf: String,
 }
 
 /// NATS and agents on loopback, each agent with its own temp data dir.
@@ -63,6 +64,7 @@ impl TestNet {
             proxied: Vec::new(),
             cluster: 1,
             max_payload: None,
+            nats_conf: String::new(),
         }
     }
 
@@ -215,6 +217,13 @@ impl TestNetBuilder {
         self
     }
 
+    /// Adds configuration text to every nats-server (see [`NatsServer::conf`]).
+    pub fn nats_conf(mut self, text: &str) -> Self {
+        self.nats_conf.push_str(text);
+        self.nats_conf.push('\n');
+        self
+    }
+
     /// Leaves NATS stopped at start.
     pub fn nats_down(mut self) -> Self {
         self.nats_up = false;
@@ -327,6 +336,12 @@ level = "info,async_nats=warn"
         }
         if let Some(bytes) = self.max_payload {
             servers = servers.into_iter().map(|s| s.max_payload(bytes)).collect();
+        }
+        if !self.nats_conf.is_empty() {
+            servers = servers
+                .into_iter()
+                .map(|s| s.conf(&self.nats_conf))
+                .collect();
         }
         if self.nats_up {
             for s in servers.iter_mut() {
