@@ -17,6 +17,7 @@ mod groups;
 pub mod guard;
 mod health;
 mod messages;
+mod mgmt;
 mod render;
 pub mod spec;
 mod ws;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub transport: Transport,
     /// Domains, schemas and channel policies.
     pub domains: crate::domains::Domains,
+    /// Management across nodes.
+    pub mgmt: crate::mgmt::Mgmt,
 }
 
 async fn count_errors(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {

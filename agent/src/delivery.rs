@@ -297,6 +297,7 @@ impl DeliveryTask {
                 }
                 ev = events.recv() => match ev {
                     Ok(DiscoveryEvent::NewReader { node, channel }) => self.route(node, channel).await,
+                    Ok(DiscoveryEvent::Online(_)) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => self.route_all_known().await,
                     Err(broadcast::error::RecvError::Closed) => {}
                 },

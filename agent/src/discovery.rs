@@ -16,6 +16,7 @@
 //! than the one known, i.e. by a fresh leave.
 
 mod freshness;
+mod kick;
 pub mod state;
 mod sync;
 mod view;
@@ -54,6 +55,8 @@ pub enum DiscoveryEvent {
         /// The channel.
         channel: Channel,
     },
+    /// `node` came online (first heard, or heard again after being offline).
+    Online(NodeId),
 }
 
 /// Why a membership change failed.
@@ -426,6 +429,10 @@ impl DiscoveryTask {
         self.metrics.received_keepalives.inc();
         if change.came_online {
             tracing::info!(peer = %a.node, "peer online");
+            let _ = self
+                .handle
+                .events
+                .send(DiscoveryEvent::Online(a.node.clone()));
             self.metrics.events.emit(
                 EventKind::PeerUp,
                 None,

@@ -41,6 +41,10 @@ pub enum EventKind {
     PeerUp,
     /// A peer went offline (silence or bye).
     PeerDown,
+    /// A node was kicked from a channel or from all (by a management command).
+    Kicked,
+    /// This node's outbox was purged (by a management command).
+    Purged,
 }
 
 /// One event.

@@ -35,6 +35,7 @@ pub mod events;
 pub mod groups;
 pub mod inbox;
 pub mod metrics;
+pub mod mgmt;
 pub mod names;
 pub mod policy;
 pub mod receipts;
@@ -116,7 +117,16 @@ impl Agent {
             config.discovery.clone(),
             addr.to_string(),
         )?;
+        let kicked = store.reads.read_now(store::audit::kicked)?;
         for j in &config.join {
+            if let Some(k) = &kicked {
+                let this = serde_json::json!(j.channel.as_str());
+                let all = k["all"].as_bool() == Some(true);
+                if all || k["channels"].as_array().is_some_and(|c| c.contains(&this)) {
+                    tracing::warn!(channel = %j.channel, by = %k["by"], "kicked: the configured join is skipped until the node joins again through the API (PUT /v1/channels/{{ch}})");
+                    continue;
+                }
+            }
             discovery
                 .join(j.channel.clone(), j.role)
                 .await
@@ -146,6 +156,15 @@ impl Agent {
             groups::Groups::new(store.clone(), heads, metrics.clone(), config.groups.clone());
         let tasks_stop = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let mgmt = mgmt::Mgmt::new(
+            me.clone(),
+            transport.clone(),
+            discovery.clone(),
+            delivery.clone(),
+            store.clone(),
+            metrics.clone(),
+        );
+        tracker.spawn(mgmt.clone().run(tasks_stop.clone()));
         tracker.spawn(discovery_task.run(tasks_stop.clone()));
         tracker.spawn(inbox.run(tasks_stop.clone()));
         tracker.spawn(delivery_task.run(tasks_stop.clone()));
@@ -174,6 +193,7 @@ impl Agent {
             metrics,
             transport,
             domains,
+            mgmt,
         };
         let api_stop = CancellationToken::new();
         let stop = api_stop.clone();

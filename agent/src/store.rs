@@ -8,6 +8,7 @@
 //! writer). Domain operations live in the submodules as plain functions over a
 //! `&Connection`, so they are testable and composable inside one job.
 
+pub mod audit;
 pub mod consumed;
 pub mod group_counts;
 pub mod groups;

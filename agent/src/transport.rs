@@ -246,6 +246,14 @@ impl Transport {
     pub fn state_subject(&self, node: &NodeId) -> String {
         format!("{}.node.{node}.state", self.prefix)
     }
+    /// `{p}.node.{id}.mgmt`: management commands for one node.
+    pub fn node_mgmt_subject(&self, node: &NodeId) -> String {
+        format!("{}.node.{node}.mgmt", self.prefix)
+    }
+    /// `{p}.mgmt`: management commands for every node.
+    pub fn mgmt_subject(&self) -> String {
+        format!("{}.mgmt", self.prefix)
+    }
     /// `{p}.hello`
     pub fn hello_subject(&self) -> String {
         format!("{}.hello", self.prefix)
@@ -329,6 +337,56 @@ impl Transport {
             Ok(Err(e)) => Err(SendError::Failed(e.to_string())),
             Err(_) => Err(SendError::Failed("request timed out".into())),
         }
+    }
+
+    /// Publishes `packet` as a request and gathers every answer that arrives within
+    /// `wait`, stopping early once `enough` says so. Answers that do not decode are
+    /// counted and skipped.
+    pub async fn gather(
+        &self,
+        subject: String,
+        packet: &Packet,
+        wait: Duration,
+        mut enough: impl FnMut(&[Packet]) -> bool,
+    ) -> Result<Vec<Packet>, SendError> {
+        use futures::StreamExt;
+        if !self.is_connected() {
+            return Err(SendError::NotConnected);
+        }
+        let frame = self.encode(packet);
+        let max = self.max_payload();
+        if frame.len() > max {
+            return Err(SendError::TooLarge(frame.len(), max));
+        }
+        let inbox = self.client.new_inbox();
+        let mut sub = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| SendError::Failed(e.to_string()))?;
+        self.client
+            .publish_with_reply(subject, inbox, Bytes::from(frame))
+            .await
+            .map_err(|e| SendError::Failed(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut answers = Vec::new();
+        while !enough(&answers) {
+            match tokio::time::timeout_at(deadline, sub.next()).await {
+                Ok(Some(msg)) => {
+                    if let Ok(p) = self.decode(&msg.payload) {
+                        answers.push(p);
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let _ = sub.unsubscribe().await;
+        Ok(answers)
+    }
+
+    /// Answers a request (`reply` is the request's reply subject).
+    pub async fn answer(&self, reply: String, packet: &Packet) -> Result<(), SendError> {
+        self.publish(reply, packet).await
     }
 
     /// Subscribes to a subject; the subscription survives reconnects.

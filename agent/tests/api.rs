@@ -297,7 +297,7 @@ async fn given_a_cluster_then_nodes_topology_channels_and_subscribers_describe_i
     assert_eq!(
         h,
         json!({"status": "ok", "node_id": "alice", "nats": "connected",
-               "nats_error": null, "nats_auth": "none"})
+               "nats_error": null, "nats_auth": "none", "kicked": null})
     );
     // A clean stop says bye: alice marks bob offline at once, not after the timeout.
     net.node("bob").stop().await.unwrap();

@@ -22,6 +22,10 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Unreachable(e) => write!(f, "cannot reach the agent: {e}"),
+            CallError::Refused {
+                status: 200,
+                message,
+            } => write!(f, "{message}"),
             CallError::Refused { status, message } => write!(f, "{status}: {message}"),
         }
     }

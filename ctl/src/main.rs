@@ -72,6 +72,34 @@ enum Command {
         #[command(subcommand)]
         action: Dlq,
     },
+    /// Kick a node from every channel (or one), on every agent.
+    Kick {
+        /// The node.
+        node: String,
+        /// Only this channel.
+        channel: Option<String>,
+        /// How long to gather the nodes' answers, e.g. `5s`.
+        #[arg(long, default_value = "3s")]
+        wait: String,
+    },
+    /// Purge outboxes: `queued` (dropped on purpose), `sent` (records of delivered
+    /// messages) or `all`.
+    Purge {
+        /// `queued`, `sent` or `all`.
+        what: String,
+        /// `self`, `all` or a node id.
+        #[arg(long, default_value = "self")]
+        scope: String,
+        /// How long to gather the nodes' answers, e.g. `5s`.
+        #[arg(long, default_value = "3s")]
+        wait: String,
+    },
+    /// Management commands this node applied, newest first.
+    Audit {
+        /// Most rows.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
     /// Counters (`--period` and `--granularity` ask for a time series).
     Stats {
         /// How far back, e.g. `1h`.
@@ -341,7 +369,91 @@ async fn run(cli: Cli, agent: &Agent) -> Result<(), CallError> {
                 out
             });
         }
+        Command::Kick {
+            node,
+            channel,
+            wait,
+        } => {
+            let path = match &channel {
+                Some(c) => format!("/v1/nodes/{}/channels/{}/kick", segment(&node), segment(c)),
+                None => format!("/v1/nodes/{}/kick", segment(&node)),
+            };
+            let v = agent
+                .post(&format!("{path}?wait={wait}"), &json!({}))
+                .await?;
+            print(j, &v, answers);
+            return not_all(&v);
+        }
+        Command::Purge { what, scope, wait } => {
+            let v = agent
+                .post(
+                    &format!("/v1/purge?wait={wait}"),
+                    &json!({"what": what, "scope": scope}),
+                )
+                .await?;
+            print(j, &v, answers);
+            return not_all(&v);
+        }
+        Command::Audit { limit } => {
+            let v = agent
+                .get("/v1/audit", &[("limit", limit.to_string())])
+                .await?;
+            print(j, &v, |v| {
+                table::render(
+                    &[
+                        ("id", "id"),
+                        ("at", "at"),
+                        ("issuer", "issuer"),
+                        ("kind", "kind"),
+                        ("detail", "detail"),
+                    ],
+                    &rows(&v["audit"]),
+                )
+            });
+        }
         Command::Check { .. } => unreachable!("handled before"),
+    }
+    Ok(())
+}
+
+/// A management command's per-node answers as a table.
+fn answers(v: &Value) -> String {
+    let mut list = Vec::new();
+    for (key, word) in [("applied", "applied"), ("failed", "failed")] {
+        for a in rows(&v[key]) {
+            list.push(json!({"node": a["node"], "result": word, "detail": a["detail"]}));
+        }
+    }
+    for a in rows(&v["not_answered"]) {
+        let why = if a["online"] == Value::Bool(true) {
+            "online, no answer in time"
+        } else {
+            "offline"
+        };
+        list.push(json!({"node": a["node"], "result": "not answered", "detail": why}));
+    }
+    let mut out = format!("command {}\n", table::cell(&v["id"]));
+    if let Some(n) = v["note"].as_str() {
+        out.push_str(&format!("note: {n}\n"));
+    }
+    out.push_str(&table::render(
+        &[("node", "node"), ("result", "result"), ("detail", "detail")],
+        &list,
+    ));
+    out
+}
+
+/// Exit 1 when some node did not apply a management command (named in the output).
+fn not_all(v: &Value) -> Result<(), CallError> {
+    let missing = rows(&v["failed"]).len() + rows(&v["not_answered"]).len();
+    if missing > 0 {
+        return Err(CallError::Refused {
+            status: 200,
+            message: format!(
+                "{missing} node(s) did not apply command {}",
+                table::cell(&v["id"])
+            ),
+        });
     }
     Ok(())
 }

@@ -274,3 +274,31 @@ async fn given_a_changing_cluster_when_checking_then_ok_then_warning_then_critic
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("cannot reach the agent"));
 }
+
+#[tokio::test]
+async fn given_two_agents_when_kicking_and_purging_then_answers_per_node_and_audit_show_it() {
+    let mut net = net().await;
+    let a = net.client("alice").base().to_string();
+    let o = ctl(&a, &["kick", "bob", "chat"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = text(&o);
+    assert!(t.starts_with("command "), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("bob ") && l.contains("applied")),
+        "{t}"
+    );
+    let v = json_of(&ctl(&a, &["--json", "audit"]));
+    assert_eq!(v["audit"][0]["kind"], "kick_channel", "{v}");
+    let t = text(&ctl(&a, &["audit"]));
+    assert!(t.lines().any(|l| l.contains("kick_channel")), "{t}");
+    let v = json_of(&ctl(&a, &["--json", "purge", "queued", "--scope", "all"]));
+    assert_eq!(v["applied"].as_array().unwrap().len(), 2, "{v}");
+    // A node that does not answer makes the command exit 1, naming it.
+    net.node("bob").stop().await.unwrap();
+    let o = ctl(&a, &["purge", "sent", "--scope", "bob", "--wait", "1s"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not answered"), "{}", text(&o));
+    let o = ctl(&a, &["purge", "everything"]);
+    assert_eq!(o.status.code(), Some(1));
+}

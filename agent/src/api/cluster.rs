@@ -83,6 +83,7 @@ pub async fn join(
         .join(channel.clone(), b.role)
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    super::mgmt::joined_after_kick(&s, &channel).await?;
     Ok((
         StatusCode::OK,
         Json(json!({"channel": channel, "role": b.role, "changed": changed})),
@@ -179,6 +180,7 @@ pub async fn nodes(State(s): State<Arc<AppState>>) -> Json<Value> {
         "self": true,
         "epoch": s.store.epoch,
         "nats": s.transport.is_connected(),
+        "kicked": super::mgmt::kicked(&s).await,
         "memberships": s.discovery.own_memberships().into_iter().map(|(c, r)| (c.to_string(), json!(r))).collect::<serde_json::Map<_, _>>(),
     });
     let mut nodes = vec![me];

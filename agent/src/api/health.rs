@@ -29,6 +29,7 @@ pub async fn healthz(State(s): State<Arc<AppState>>) -> Json<Value> {
         "nats": if s.transport.is_connected() { "connected" } else { "disconnected" },
         "nats_error": s.transport.problem(),
         "nats_auth": s.transport.auth_method(),
+        "kicked": super::mgmt::kicked(&s).await,
     }))
 }
 

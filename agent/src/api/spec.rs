@@ -1,7 +1,7 @@
 //! The route table: one list that builds both the router and the OpenAPI 3 document
 //! served at `/v1/openapi.json`, so that the document cannot drift from the routes.
 
-use super::{cluster, dead, domains, groups, health, messages, ws, AppState};
+use super::{cluster, dead, domains, groups, health, messages, mgmt, ws, AppState};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -88,6 +88,19 @@ pub fn routes() -> Vec<Route> {
         r("get", "/v1/stats", "observe", "Counters with RMDS's keys and more", get(cluster::stats)).errors(&[]),
         r("get", "/v1/openapi.json", "observe", "This document", get(openapi)).errors(&[]),
         r("get", "/v1/nodes", "cluster", "Known peers with liveness and memberships", get(cluster::nodes)).errors(&[]),
+        r("post", "/v1/nodes/{id}/kick", "management", "Kick a node from every channel, on every agent (answers per node)", post(mgmt::kick))
+            .query(&[("wait", "how long to gather answers, default 3s")])
+            .errors(&[400]),
+        r("post", "/v1/nodes/{id}/channels/{ch}/kick", "management", "Kick a node from one channel, on every agent (answers per node)", post(mgmt::kick_channel))
+            .query(&[("wait", "how long to gather answers, default 3s")])
+            .errors(&[400]),
+        r("post", "/v1/purge", "management", "Purge outboxes: queued (dropped on purpose, receipts say purged), sent (records of delivered messages), or all; on this node, one node or all", post(mgmt::purge))
+            .query(&[("wait", "how long to gather answers, default 3s")])
+            .json(json!({"what": "queued", "scope": "self"}))
+            .errors(&[400]),
+        r("get", "/v1/audit", "management", "Management commands this node applied, newest first", get(mgmt::audit))
+            .query(&[("limit", "most rows, default 100")])
+            .errors(&[400]),
         r("get", "/v1/topology", "cluster", "Nodes and channels as a graph", get(cluster::topology)).errors(&[]),
         r("get", "/v1/channels", "cluster", "Channels known on the bus, with this node's role", get(cluster::channels)).errors(&[]),
         r("put", "/v1/channels/{ch}", "channels", "Join a channel (idempotent)", put(cluster::join))

@@ -315,6 +315,37 @@ impl View {
         Some(change)
     }
 
+    /// A management kick: `node` leaves `channel` (or every channel) in this view,
+    /// at the version it has now, so that its announces of that version (or older)
+    /// do not bring the memberships back; a newer list (it joined again) does.
+    /// `None` when nothing changed.
+    pub fn kick(&mut self, node: &NodeId, channel: Option<&Channel>) -> Option<Change> {
+        let peer = self.peers.get_mut(node)?;
+        let before = peer.memberships.len();
+        match channel {
+            Some(c) => {
+                peer.memberships.remove(c);
+            }
+            None => peer.memberships.clear(),
+        }
+        if peer.memberships.len() == before {
+            return None;
+        }
+        peer.hash = state::hash(&peer.memberships);
+        Some(Change {
+            persist: true,
+            memberships_changed: true,
+            memberships: peer
+                .memberships
+                .iter()
+                .map(|(c, r)| (c.clone(), *r))
+                .collect(),
+            boot: peer.fresh.boot(),
+            version: peer.version,
+            ..Change::default()
+        })
+    }
+
     /// A peer said bye: `Some(true)` if it was online and is now offline, `None` if the
     /// bye is not fresh (replayed, or from an older run) and was ignored.
     pub fn bye(&mut self, node: &NodeId, stamp: Stamp) -> Option<bool> {

@@ -24,6 +24,8 @@ pub enum DeliveryState {
     /// Delivered, and acknowledged by a consumer group at the receiver (status view
     /// only: stored as delivered with a `consumed_at`).
     Consumed = 6,
+    /// Dropped on purpose by a management purge of queued messages.
+    Purged = 7,
 }
 
 impl DeliveryState {
@@ -35,6 +37,7 @@ impl DeliveryState {
             3 => DeliveryState::Dead,
             4 => DeliveryState::Expired,
             5 => DeliveryState::Dropped,
+            7 => DeliveryState::Purged,
             _ => return Err(Error::Corrupt(format!("delivery state {v}"))),
         })
     }
@@ -556,12 +559,14 @@ pub fn unrouted_count(conn: &Connection) -> Result<u64> {
 mod batch;
 mod cursors;
 mod dead;
+mod purge;
 mod sweep;
 pub use batch::publish_batch;
 pub use cursors::{ack, mark_sent};
 pub use dead::{
     dead_letter, delete_dead, delivered_after_all, list_dead, redrive_dead, DeadLetter, Redrive,
 };
+pub use purge::{purge_queued, purge_sent, Purged};
 pub use sweep::{sweep, ExpirySweep};
 
 #[cfg(test)]

@@ -277,6 +277,19 @@ INSERT INTO consumed_runs(channel, lo, hi)
 -- Receipts older than their retention are dropped by time.
 CREATE INDEX receipts_out_by_time ON receipts_out(consumed_at);
 "#,
+    // 7: management commands this node applied (or issued), for `GET /v1/audit` and
+    // so that a command id is applied once.
+    r#"
+CREATE TABLE audit (
+  id TEXT PRIMARY KEY,
+  at INTEGER NOT NULL,
+  issuer TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  command TEXT NOT NULL,
+  detail TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX audit_by_time ON audit(at);
+"#,
 ];
 
 /// Pragmas for every connection.

@@ -29,6 +29,11 @@ pub enum Packet {
     StateRequest(StateRequest),
     /// One page of a node's memberships.
     State(StatePage),
+    /// A management command, on `{p}.mgmt` (every node) or `{p}.node.{id}.mgmt`, sent
+    /// as a request; every node it concerns answers with a [`Packet::MgmtReply`].
+    Mgmt(crate::mgmt::command::Issued),
+    /// A node's answer to a management command.
+    MgmtReply(crate::mgmt::command::Reply),
 }
 
 /// Freshness proof of a signed frame: the sender's boot counter (persisted, raised at

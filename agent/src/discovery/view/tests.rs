@@ -211,3 +211,33 @@ fn given_an_expired_peer_nobody_watches_when_expiring_then_its_liveness_watch_go
         "a stream still watches it"
     );
 }
+
+#[test]
+fn given_a_kicked_peer_when_it_announces_its_old_list_again_then_it_stays_out_until_a_newer_list() {
+    let mut v = view();
+    let ms = [("chat", Role::Reader), ("news", Role::Reader)];
+    let t0 = Instant::now();
+    learn(&mut v, &ann("lisa", 1, 1, &ms), &ms, t0);
+    let lisa = NodeId::new("lisa").unwrap();
+    let chat = Channel::new("chat").unwrap();
+    let news = Channel::new("news").unwrap();
+    let c = v.kick(&lisa, Some(&news)).expect("a membership removed");
+    assert!(c.memberships_changed && c.persist);
+    assert_eq!(c.memberships, vec![(chat.clone(), Role::Reader)]);
+    assert!(
+        v.kick(&lisa, Some(&news)).is_none(),
+        "a second kick changes nothing"
+    );
+    // Its next keepalives still carry the list of before the kick.
+    let c = v.apply(&ann("lisa", 2, 1, &ms), t0, 0).unwrap();
+    assert_eq!(c.fetch, None, "the old list is not fetched again");
+    assert!(v.readers(&news).is_empty());
+    assert_eq!(v.readers(&chat), vec![lisa.clone()]);
+    v.kick(&lisa, None).expect("the rest removed");
+    v.apply(&ann("lisa", 3, 1, &ms), t0, 0).unwrap();
+    assert!(v.readers(&chat).is_empty());
+    // It joined again: a newer list is fetched and applied.
+    let again = [("news", Role::Reader)];
+    learn(&mut v, &ann("lisa", 4, 2, &again), &again, t0);
+    assert_eq!(v.readers(&news), vec![lisa]);
+}

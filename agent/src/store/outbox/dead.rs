@@ -21,7 +21,7 @@ pub fn delivered_after_all(
         let changed = conn
             .prepare_cached(
                 "UPDATE deliveries SET state = 2, done_at = ?, reason = NULL
-                 WHERE receiver = ? AND channel = ? AND seq = ? AND state IN (3, 4, 5)",
+                 WHERE receiver = ? AND channel = ? AND seq = ? AND state IN (3, 4, 5, 7)",
             )?
             .execute(params![now, receiver, channel, seq as i64])?;
         if changed > 0 {

@@ -223,3 +223,40 @@ fn given_retention_then_acknowledged_deliveries_go_with_their_ack_records_and_pe
         .unwrap();
     assert_eq!(acks, 0);
 }
+
+#[test]
+fn given_queued_sent_and_acked_deliveries_when_purging_queued_then_only_the_undelivered_are_purged()
+{
+    let c = db();
+    let bob = vec!["bob".to_string()];
+    for i in 1..=4 {
+        publish(
+            &c,
+            &message(&format!("m{i}"), "chat"),
+            &bob,
+            100,
+            Overflow::Reject,
+        )
+        .unwrap();
+    }
+    mark_sent(&c, "bob", "chat", 1, 3).unwrap();
+    ack(&c, "bob", "chat", 2).unwrap();
+    let out = purge_queued(&c, "purged by test", now_ms(), 100).unwrap();
+    assert_eq!(out.deliveries, 2, "m3 (sent) and m4 (queued)");
+    assert!(!out.more);
+    assert_eq!(out.streams.len(), 1);
+    assert_eq!(state(&c, "m1"), vec![DeliveryState::Delivered]);
+    assert_eq!(state(&c, "m3"), vec![DeliveryState::Purged]);
+    assert_eq!(state(&c, "m4"), vec![DeliveryState::Purged]);
+    assert!(backlogs(&c).unwrap().iter().all(|(_, n)| *n == 0));
+    // The receiver had m3 after all: its ACK corrects the status.
+    assert_eq!(delivered_after_all(&c, "bob", "chat", &[3]).unwrap(), 1);
+    assert_eq!(state(&c, "m3"), vec![DeliveryState::Delivered]);
+    // Purging sent records removes the delivered ones and keeps the purged one.
+    assert!(purge_sent(&c, 100).unwrap() > 0);
+    while purge_sent(&c, 100).unwrap() > 0 {}
+    for gone in ["m1", "m2", "m3"] {
+        assert!(status(&c, gone).unwrap().is_none(), "{gone} kept");
+    }
+    assert_eq!(state(&c, "m4"), vec![DeliveryState::Purged]);
+}
