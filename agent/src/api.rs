@@ -8,6 +8,8 @@
 //! a foreign `Origin` or a state-changing "simple request" is refused before any
 //! handler runs.
 
+mod auth;
+pub mod authn;
 mod batch;
 mod cluster;
 mod dead;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub domains: crate::domains::Domains,
     /// Management across nodes.
     pub mgmt: crate::mgmt::Mgmt,
+    /// API authentication.
+    pub auth: Arc<authn::AuthCtx>,
 }
 
 async fn count_errors(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -107,6 +111,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), authn::authn))
         .layer(middleware::from_fn_with_state(guard, guard::guard))
         .layer(middleware::from_fn_with_state(state.clone(), count_errors))
         .with_state(state)

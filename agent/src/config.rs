@@ -9,7 +9,7 @@ mod nats;
 mod secret;
 mod validate;
 
-pub use api::ApiConfig;
+pub use api::{ApiConfig, AuthConfig};
 pub use nats::{NatsConfig, NatsTls};
 pub use secret::Secret;
 
@@ -110,7 +110,7 @@ pub struct Config {
     pub node_id: String,
     /// Where the SQLite database lives (`rmds.db`).
     pub data_dir: PathBuf,
-    /// Local API address. Keep it on loopback: the API has no authentication.
+    /// Local API address. On a non-loopback address `api.auth.enabled` is required.
     pub listen: SocketAddr,
     /// Channels joined at start, as `channel[:role]`.
     pub join: Vec<JoinSpec>,
@@ -371,6 +371,8 @@ pub struct Overrides {
     pub nats_password: Option<Secret>,
     /// `RMDS_NATS_TOKEN` (environment only).
     pub nats_token: Option<Secret>,
+    /// `RMDS_API_ADMIN_KEY` (environment only).
+    pub api_admin_key: Option<Secret>,
 }
 
 impl Config {
@@ -446,6 +448,9 @@ impl Config {
         }
         if let Some(v) = &o.nats_token {
             self.nats.token = Some(v.clone());
+        }
+        if let Some(v) = &o.api_admin_key {
+            self.api.auth.admin_key = Some(v.clone());
         }
         Ok(())
     }

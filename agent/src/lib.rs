@@ -26,6 +26,7 @@
 //! flushed and checkpointed.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod discovery;
@@ -184,6 +185,17 @@ impl Agent {
         );
         tracker.close();
 
+        let jwt_key = store.writer.run(store::auth::jwt_key).await?;
+        let auth = Arc::new(api::authn::AuthCtx {
+            config: config.api.auth.clone(),
+            jwt_key,
+            nonces: auth::hmac_req::Nonces::new(100_000),
+            admin_key: config.api.auth.admin_key.as_ref().map(|k| {
+                use sha2::Digest;
+                sha2::Sha256::digest(k.expose().as_bytes()).into()
+            }),
+            body_limit: config.nats.max_payload.max(8 * 1024 * 1024) * 4,
+        });
         let state = api::AppState {
             config: config.clone(),
             store: store.clone(),
@@ -194,6 +206,7 @@ impl Agent {
             transport,
             domains,
             mgmt,
+            auth,
         };
         let api_stop = CancellationToken::new();
         let stop = api_stop.clone();

@@ -126,6 +126,7 @@ fn main() -> ExitCode {
         nats_user: args.nats_user,
         nats_password: secret_env("RMDS_NATS_PASSWORD"),
         nats_token: secret_env("RMDS_NATS_TOKEN"),
+        api_admin_key: secret_env("RMDS_API_ADMIN_KEY"),
     };
     let config = match Config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,

@@ -9,6 +9,7 @@
 //! `&Connection`, so they are testable and composable inside one job.
 
 pub mod audit;
+pub mod auth;
 pub mod consumed;
 pub mod group_counts;
 pub mod groups;

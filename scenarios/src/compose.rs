@@ -69,7 +69,7 @@ impl ComposeNet {
                 .map(|(n, p)| {
                     (
                         n.to_string(),
-                        rmds::Client::new(format!("http://127.0.0.1:{p}")),
+                        rmds::Client::with_api_key(format!("http://127.0.0.1:{p}"), &admin_key()),
                     )
                 })
                 .collect(),
@@ -176,4 +176,11 @@ impl Drop for ComposeNet {
             let _ = self.run(&["down", "-v", "--remove-orphans"]);
         }
     }
+}
+
+/// The agents' admin API key in the compose stack (they listen on 0.0.0.0 inside
+/// their containers, so authentication is on): `RMDS_API_ADMIN_KEY`, or the stack's
+/// default from docker-compose.yml.
+pub fn admin_key() -> String {
+    std::env::var("RMDS_API_ADMIN_KEY").unwrap_or_else(|_| "rmds-compose-demo-admin-key".into())
 }

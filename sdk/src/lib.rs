@@ -231,9 +231,24 @@ pub struct Client {
 impl Client {
     /// A client for the agent at `base` (e.g. `http://127.0.0.1:7700`).
     pub fn new(base: impl Into<String>) -> Client {
+        Client::build(base.into(), None)
+    }
+
+    /// A client that sends an API key (`X-API-Key`) with every request, for an agent
+    /// with `api.auth.enabled`.
+    pub fn with_api_key(base: impl Into<String>, key: &str) -> Client {
+        Client::build(base.into(), Some(key))
+    }
+
+    fn build(base: String, key: Option<&str>) -> Client {
         // Marks every request as a program's, not a web page's: the agent refuses a
         // POST with a text or form body unless it carries this header.
         let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(v) = key.and_then(|k| reqwest::header::HeaderValue::from_str(k).ok()) {
+            let mut v = v;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::HeaderName::from_static("x-api-key"), v);
+        }
         headers.insert(
             reqwest::header::HeaderName::from_static(REQUEST_MARKER),
             reqwest::header::HeaderValue::from_static("1"),
@@ -245,7 +260,7 @@ impl Client {
             .build()
             .unwrap_or_default();
         Client {
-            base: base.into().trim_end_matches('/').to_string(),
+            base: base.trim_end_matches('/').to_string(),
             http,
         }
     }

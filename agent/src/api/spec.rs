@@ -1,7 +1,7 @@
 //! The route table: one list that builds both the router and the OpenAPI 3 document
 //! served at `/v1/openapi.json`, so that the document cannot drift from the routes.
 
-use super::{cluster, dead, domains, groups, health, messages, mgmt, ws, AppState};
+use super::{auth, cluster, dead, domains, groups, health, messages, mgmt, ws, AppState};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -101,6 +101,35 @@ pub fn routes() -> Vec<Route> {
         r("get", "/v1/audit", "management", "Management commands this node applied, newest first", get(mgmt::audit))
             .query(&[("limit", "most rows, default 100")])
             .errors(&[400]),
+        r("post", "/v1/auth/bootstrap", "auth", "Create the first user, an admin (only while no user exists)", post(auth::bootstrap))
+            .json(json!({"username": "admin", "password": "change-me-now"}))
+            .ok(201, "Created")
+            .errors(&[400, 409]),
+        r("post", "/v1/auth/login", "auth", "Log in: a JWT access token and a refresh token", post(auth::login))
+            .json(json!({"username": "admin", "password": "change-me-now"}))
+            .errors(&[400, 401]),
+        r("post", "/v1/auth/refresh", "auth", "New tokens for a refresh token", post(auth::refresh))
+            .json(json!({"refresh_token": "eyJ..."}))
+            .errors(&[400, 401]),
+        r("get", "/v1/auth/whoami", "auth", "The principal of this request", get(auth::whoami)).errors(&[]),
+        r("get", "/v1/auth/users", "auth", "Users (never their passwords)", get(auth::users)).errors(&[]),
+        r("post", "/v1/auth/users", "auth", "Create a user", post(auth::add_user))
+            .json(json!({"username": "ann", "password": "a long password", "role": "consumer", "grants": [{"channel": "orders*", "actions": ["consume"]}]}))
+            .ok(201, "Created")
+            .errors(&[400, 409]),
+        r("delete", "/v1/auth/users/{id}", "auth", "Delete a user", delete(auth::delete_user)).ok(204, "Deleted").errors(&[404]),
+        r("get", "/v1/auth/keys", "auth", "API keys (never the keys)", get(auth::keys)).errors(&[]),
+        r("post", "/v1/auth/keys", "auth", "Create an API key; the key is in this answer only", post(auth::add_key))
+            .json(json!({"name": "billing", "role": "publisher"}))
+            .ok(201, "Created")
+            .errors(&[400]),
+        r("delete", "/v1/auth/keys/{id}", "auth", "Delete an API key", delete(auth::delete_key)).ok(204, "Deleted").errors(&[404]),
+        r("get", "/v1/auth/service-accounts", "auth", "HMAC service accounts (never the secrets)", get(auth::services)).errors(&[]),
+        r("post", "/v1/auth/service-accounts", "auth", "Create an HMAC service account; the secret is in this answer only", post(auth::add_service))
+            .json(json!({"name": "etl", "role": "consumer"}))
+            .ok(201, "Created")
+            .errors(&[400]),
+        r("delete", "/v1/auth/service-accounts/{id}", "auth", "Delete a service account", delete(auth::delete_service)).ok(204, "Deleted").errors(&[404]),
         r("get", "/v1/topology", "cluster", "Nodes and channels as a graph", get(cluster::topology)).errors(&[]),
         r("get", "/v1/channels", "cluster", "Channels known on the bus, with this node's role", get(cluster::channels)).errors(&[]),
         r("put", "/v1/channels/{ch}", "channels", "Join a channel (idempotent)", put(cluster::join))
@@ -203,7 +232,8 @@ pub fn routes() -> Vec<Route> {
 fn error_text(code: u16) -> &'static str {
     match code {
         400 => "Bad request: invalid name, body, query or value",
-        403 => "Forbidden: this node's role does not allow it, or the cross-site guard refused the Host (forbidden_host) or Origin (forbidden_origin)",
+        401 => "Unauthorized (api.auth.enabled): no credentials, or invalid, expired or replayed ones",
+        403 => "Forbidden: the principal's role or grants, or this node's role, do not allow it, or the cross-site guard refused the Host (forbidden_host) or Origin (forbidden_origin)",
         415 => "A request a web page could send cross-site (text or form body, or a POST without body) without the X-Rmds-Request header (forbidden_content_type)",
         404 => "Not found",
         409 => "Conflict (exists already, expired, or no readers by policy)",
@@ -244,7 +274,18 @@ pub fn document() -> Value {
             },
         );
         let err_ref = json!({"$ref": "#/components/schemas/Error"});
-        for &e in route.errors.iter().chain(guard).chain([503u16].iter()) {
+        let access = crate::auth::route_access(route.method, route.path);
+        let public = access == crate::auth::Action::Public;
+        // With api.auth.enabled, every route but the public ones answers 401 without
+        // valid credentials and 403 when the principal lacks the right.
+        let auth_codes: &[u16] = if public { &[] } else { &[401, 403] };
+        for &e in route
+            .errors
+            .iter()
+            .chain(guard)
+            .chain(auth_codes)
+            .chain([503u16].iter())
+        {
             responses.insert(
                 e.to_string(),
                 json!({"description": if e == 503 { "Store or agent unavailable" } else { error_text(e) },
@@ -258,6 +299,10 @@ pub fn document() -> Value {
             "parameters": params,
             "responses": responses,
         });
+        op["x-rmds-access"] = json!(access);
+        if public {
+            op["security"] = json!([]);
+        }
         if let Some((ct, example)) = &route.body {
             op["requestBody"] =
                 json!({"required": true, "content": {*ct: {"schema": {}, "example": example}}});
@@ -275,13 +320,24 @@ pub fn document() -> Value {
             "description": "Reliable message delivery: the API an application uses on its own node. Every error is {\"error\":{\"code\",\"message\"}}."
         },
         "paths": paths,
-        "components": {"schemas": {"Error": {
+        "security": [{"apiKey": []}, {"bearerToken": []}, {"serviceSignature": []}],
+        "components": {
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                    "description": "An API key (POST /v1/auth/keys), also accepted as Authorization: Bearer"},
+                "bearerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                    "description": "A JWT access token from POST /v1/auth/login (or an API key)"},
+                "serviceSignature": {"type": "apiKey", "in": "header", "name": "X-Signature",
+                    "description": "A service account's HMAC-SHA256 (hex) over METHOD, PATH?QUERY, X-Timestamp, X-Nonce and the hex SHA-256 of the body, one per line; with X-Service-ID, X-Timestamp (seconds) and X-Nonce"}
+            },
+            "schemas": {"Error": {
             "type": "object",
             "required": ["error"],
             "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                 "code": {"type": "string"}, "message": {"type": "string"}
             }}}
-        }}}
+            }}
+        }
     })
 }
 

@@ -57,13 +57,15 @@ pub const SLOW_AFTER: Duration = Duration::from_secs(10);
 /// `GET /v1/ws`: the application WebSocket.
 pub async fn ws(
     State(state): State<Arc<AppState>>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(upgrade_error)?;
     let limit = state.transport.max_payload() * 2 + 64 * 1024;
+    let principal = principal.map(|axum::Extension(p)| p);
     Ok(upgrade
         .max_message_size(limit)
-        .on_upgrade(move |socket| Session::run(state, socket)))
+        .on_upgrade(move |socket| Session::run(state, principal, socket)))
 }
 
 fn upgrade_error(e: WebSocketUpgradeRejection) -> ApiError {
@@ -95,6 +97,8 @@ struct Subscription {
 
 struct Session {
     state: Arc<AppState>,
+    /// Who opened the connection (`None`: authentication is off).
+    principal: Option<crate::auth::Principal>,
     out: Outbound,
     subs: HashMap<String, Subscription>,
     next_sub: u64,
@@ -123,7 +127,11 @@ struct Request {
 }
 
 impl Session {
-    async fn run(state: Arc<AppState>, socket: WebSocket) {
+    async fn run(
+        state: Arc<AppState>,
+        principal: Option<crate::auth::Principal>,
+        socket: WebSocket,
+    ) {
         state.metrics.ws_connections.inc();
         let (sink, mut stream) = socket.split();
         let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
@@ -131,6 +139,7 @@ impl Session {
         let writer = tokio::spawn(writer(sink, rx, out.clone(), state.metrics.clone()));
         let mut session = Session {
             state,
+            principal,
             out: out.clone(),
             subs: HashMap::new(),
             next_sub: 0,
@@ -191,8 +200,38 @@ impl Session {
         self.out.push(&reply);
     }
 
+    /// The same rule as for the REST routes: publish and consume per channel.
+    fn may(&self, action: crate::auth::Action, channel: Option<&str>) -> Result<(), ApiError> {
+        match &self.principal {
+            Some(p) if !p.allows(action, channel) => {
+                self.state.metrics.auth_forbidden.inc();
+                Err(ApiError::forbidden(format!(
+                    "{} {:?} ({:?}) may not {action:?} on channel {:?}",
+                    p.kind,
+                    p.id,
+                    p.role,
+                    channel.unwrap_or("")
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn dispatch(&mut self, req: Request) -> Result<Value, ApiError> {
+        use crate::auth::Action;
         let id = req.request_id.clone();
+        match req.op.as_str() {
+            "publish" => self.may(Action::Publish, req.channel.as_deref())?,
+            "subscribe" => self.may(Action::Consume, req.channel.as_deref())?,
+            "ack" | "nack" | "term" | "extend" => {
+                let ch = req.channel.clone().or_else(|| {
+                    let name = req.subscription.as_ref()?;
+                    self.subs.get(name).map(|s| s.channel.to_string())
+                });
+                self.may(Action::Consume, ch.as_deref())?
+            }
+            _ => {}
+        }
         match req.op.as_str() {
             "ping" => Ok(json!({"type": "pong", "request_id": id})),
             "publish" => self.publish(req).await,

@@ -2,8 +2,9 @@
 //! themselves live in `api/guard.rs`; this file owns the keys, their validation and
 //! the normal form of hosts and origins that both compare.
 
-use super::{invalid, ConfigError};
+use super::{invalid, ConfigError, Secret};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// Local API settings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -16,11 +17,63 @@ pub struct ApiConfig {
     /// Host names the agent answers to besides `localhost`, loopback addresses and
     /// the listen address (DNS rebinding protection); without port.
     pub allowed_hosts: Vec<String>,
+    /// Authentication and authorisation of API requests.
+    pub auth: AuthConfig,
+}
+
+/// `[api.auth]`: off by default on loopback; required when `listen` is not a
+/// loopback address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Every request needs credentials (API key, JWT, or an HMAC-signed request),
+    /// except the probes, the OpenAPI document, login, refresh and bootstrap.
+    pub enabled: bool,
+    /// Lifetime of a JWT access token.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// Lifetime of a refresh token.
+    #[serde(with = "humantime_serde")]
+    pub refresh_ttl: Duration,
+    /// How far a signed request's `X-Timestamp` may be from this node's clock.
+    #[serde(with = "humantime_serde")]
+    pub signature_window: Duration,
+    /// An admin API key given by the operator (also `RMDS_API_ADMIN_KEY`), for
+    /// provisioning without a bootstrap call; at least 16 characters.
+    pub admin_key: Option<Secret>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: false,
+            token_ttl: Duration::from_secs(3600),
+            refresh_ttl: Duration::from_secs(7 * 24 * 3600),
+            signature_window: Duration::from_secs(300),
+            admin_key: None,
+        }
+    }
 }
 
 impl ApiConfig {
     /// Checks every entry; the error names the key and the entry.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        for (key, d) in [
+            ("api.auth.token_ttl", a.token_ttl),
+            ("api.auth.refresh_ttl", a.refresh_ttl),
+            ("api.auth.signature_window", a.signature_window),
+        ] {
+            if d.is_zero() || d > Duration::from_secs(365 * 24 * 3600) {
+                return Err(invalid(key, "must be between 1s and 365days"));
+            }
+        }
+        if a.admin_key.as_ref().is_some_and(|k| k.expose().len() < 16) {
+            return Err(invalid(
+                "api.auth.admin_key",
+                "must be at least 16 characters",
+            ));
+        }
         for o in &self.allowed_origins {
             if normalize_origin(o).is_none() {
                 return Err(invalid(

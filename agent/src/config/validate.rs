@@ -59,6 +59,17 @@ impl Config {
         }
         self.check_bounds()?;
         self.api.validate()?;
+        if !self.listen.ip().is_loopback() && !self.api.auth.enabled {
+            return Err(invalid(
+                "api.auth.enabled",
+                format!(
+                    "the API listens on {}, which is not a loopback address: turn on \
+                     api.auth.enabled (then create credentials with POST /v1/auth/bootstrap, \
+                     or set api.auth.admin_key) or listen on 127.0.0.1",
+                    self.listen
+                ),
+            ));
+        }
         if self.discovery.node_offline_timeout <= self.discovery.keepalive_interval {
             return Err(invalid(
                 "node_offline_timeout",

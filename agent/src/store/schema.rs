@@ -290,6 +290,21 @@ CREATE TABLE audit (
 ) WITHOUT ROWID;
 CREATE INDEX audit_by_time ON audit(at);
 "#,
+    // 8: principals of the local API: API keys (secret: SHA-256 of the key), users
+    // (secret: Argon2id PHC string) and HMAC service accounts (secret: the shared
+    // key, which the check needs).
+    r#"
+CREATE TABLE auth_principals (
+  kind TEXT NOT NULL,
+  id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  secret TEXT NOT NULL,
+  role TEXT NOT NULL,
+  grants TEXT,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Pragmas for every connection.

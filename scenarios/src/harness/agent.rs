@@ -57,6 +57,11 @@ impl AgentProc {
         })
     }
 
+    /// Makes this agent's client send an API key (for `api.auth.enabled`).
+    pub fn set_api_key(&mut self, key: &str) {
+        self.client = rmds::Client::with_api_key(format!("http://127.0.0.1:{}", self.port), key);
+    }
+
     /// API port.
     pub fn port(&self) -> u16 {
         self.port

@@ -16,6 +16,7 @@ pub struct TestNetBuilder {
     cluster: usize,
     max_payload: Option<usize>,
     nats_conf: String,
+    api_key: Option<String>,
 }
 
 /// NATS and agents on loopback, each agent with its own temp data dir.
@@ -65,6 +66,7 @@ impl TestNet {
             cluster: 1,
             max_payload: None,
             nats_conf: String::new(),
+            api_key: None,
         }
     }
 
@@ -217,6 +219,13 @@ impl TestNetBuilder {
         self
     }
 
+    /// Every agent's client sends this API key (agents with `api.auth.enabled` and
+    /// this key as `api.auth.admin_key`).
+    pub fn api_key(mut self, key: &str) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
     /// Adds configuration text to every nats-server (see [`NatsServer::conf`]).
     pub fn nats_conf(mut self, text: &str) -> Self {
         self.nats_conf.push_str(text);
@@ -366,6 +375,9 @@ level = "info,async_nats=warn"
             };
             let toml = self.config(spec, port, &data, &via);
             let mut a = AgentProc::new(&bin, dir.path(), &spec.node_id, port, &toml)?;
+            if let Some(k) = &self.api_key {
+                a.set_api_key(k);
+            }
             a.start()
                 .await
                 .with_context(|| format!("starting {}", spec.node_id))?;
