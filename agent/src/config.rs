@@ -5,9 +5,11 @@
 //! [`Config::default`] as TOML, so every key appears there with its default.
 
 pub mod api;
+pub mod stats;
 mod validate;
 
 pub use api::ApiConfig;
+pub use stats::StatsConfig;
 
 use crate::names::{Channel, NodeId, Role};
 use serde::{Deserialize, Serialize};
@@ -122,6 +124,8 @@ pub struct Config {
     pub groups: GroupsConfig,
     /// SQLite.
     pub store: StoreConfig,
+    /// Sampled history (`/v1/stats?period=`, `/v1/resources/history`).
+    pub stats: StatsConfig,
     /// Logging.
     pub log: LogConfig,
     /// Domains declared here (`[[domains]]`): created or updated at start.
@@ -294,6 +298,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             groups: GroupsConfig::default(),
             store: StoreConfig::default(),
+            stats: StatsConfig::default(),
             log: LogConfig::default(),
             domains: Vec::new(),
             channels: Vec::new(),

@@ -16,6 +16,7 @@ mod log_sweep;
 pub mod outbox;
 pub mod peers;
 mod reads;
+pub mod samples;
 mod schema;
 mod writer;
 

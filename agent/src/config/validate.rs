@@ -58,6 +58,7 @@ impl Config {
         }
         self.check_bounds()?;
         self.api.validate()?;
+        self.stats.validate()?;
         if self.discovery.node_offline_timeout <= self.discovery.keepalive_interval {
             return Err(invalid(
                 "node_offline_timeout",

@@ -556,12 +556,14 @@ pub fn unrouted_count(conn: &Connection) -> Result<u64> {
 mod batch;
 mod cursors;
 mod dead;
+mod gauges;
 mod sweep;
 pub use batch::publish_batch;
 pub use cursors::{ack, mark_sent};
 pub use dead::{
     dead_letter, delete_dead, delivered_after_all, list_dead, redrive_dead, DeadLetter, Redrive,
 };
+pub use gauges::{stream_gauges, StreamGauge};
 pub use sweep::{sweep, ExpirySweep};
 
 #[cfg(test)]

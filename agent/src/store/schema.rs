@@ -277,6 +277,22 @@ INSERT INTO consumed_runs(channel, lo, hi)
 -- Receipts older than their retention are dropped by time.
 CREATE INDEX receipts_out_by_time ON receipts_out(consumed_at);
 "#,
+    // 7: the stats ring: one row per sample interval with the counters' increase since
+    // the previous sample, their values, the backlogs and the process's resources
+    // (JSON objects, so that a new counter needs no migration). Bounded by
+    // stats.retention: older rows are deleted at every sample.
+    r#"
+CREATE TABLE stats_samples (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  boot INTEGER NOT NULL,
+  deltas TEXT NOT NULL,
+  totals TEXT NOT NULL,
+  gauges TEXT NOT NULL,
+  resources TEXT NOT NULL
+);
+CREATE INDEX stats_samples_by_time ON stats_samples(at);
+"#,
 ];
 
 /// Pragmas for every connection.
