@@ -1,7 +1,14 @@
 //! Every metric in one place: names, help texts, and the `/v1/stats` view.
 //!
 //! Counters are `prometheus-client` counters (the exporter appends `_total`); gauges
-//! that describe current state are set right before each scrape.
+//! that describe current state are set right before each scrape. The two
+//! latency histograms are lock-free (`histogram.rs`). `/metrics` is served in the
+//! Prometheus text format 0.0.4 (`exposition.rs`), every metric with HELP and TYPE.
+
+mod exposition;
+pub mod histogram;
+
+pub use histogram::Histogram;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -21,6 +28,10 @@ macro_rules! metrics {
             $(#[doc = $gdoc] pub $g: Gauge,)*
             /// API requests refused by the cross-site guard, by reason.
             pub api_refused: Family<[(&'static str, &'static str); 1], Counter>,
+            /// Seconds from a publish reaching the store to its commit, per message.
+            pub publish_commit: Histogram,
+            /// Seconds from a message's last send to the ACK that covered it.
+            pub send_ack: Histogram,
             registry: Registry,
             started: Instant,
             /// The live event stream (tap) travels with the metrics.
@@ -44,9 +55,23 @@ macro_rules! metrics {
                     "API requests refused by the cross-site guard (reason: host, origin, content_type)",
                     api_refused.clone(),
                 );
+                let publish_commit = Histogram::new(histogram::COMMIT_BUCKETS);
+                registry.register(
+                    "publish_commit_seconds",
+                    "Seconds from a publish reaching the store to its commit (durable), per message",
+                    publish_commit.clone(),
+                );
+                let send_ack = Histogram::new(histogram::ACK_BUCKETS);
+                registry.register(
+                    "send_ack_seconds",
+                    "Seconds from the last send of a message to the receiver's ACK that covered it, per message",
+                    send_ack.clone(),
+                );
                 Arc::new(Metrics {
                     $($c,)* $($g,)*
                     api_refused,
+                    publish_commit,
+                    send_ack,
                     registry,
                     started: Instant::now(),
                     events: crate::events::Events::new(TAP_HISTORY),
@@ -134,14 +159,14 @@ impl Metrics {
         self.started.elapsed().as_secs()
     }
 
-    /// Prometheus text exposition.
+    /// Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         self.uptime_seconds.set(self.uptime() as i64);
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
-        out
+        exposition::to_prometheus_text(&out)
     }
 
     /// The `/v1/stats` object, with RMDS's keys.
