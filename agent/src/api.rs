@@ -53,6 +53,8 @@ pub struct AppState {
     pub transport: Transport,
     /// Domains, schemas and channel policies.
     pub domains: crate::domains::Domains,
+    /// Sampled history and resources.
+    pub stats: crate::stats::Stats,
 }
 
 async fn count_errors(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {

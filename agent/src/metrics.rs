@@ -129,6 +129,7 @@ metrics! {
         state_fetches: "Peer membership lists fetched after an unknown digest",
         state_fetch_failures: "Peer membership list fetches that failed or were refused (retried at the next keepalive)",
         state_pages_served: "Pages of this node's membership list sent to peers that asked",
+        stats_sample_failures: "Stats samples that could not be stored (their counts go into the next sample)",
     }
     gauges {
         pending_messages: "Deliveries not yet acknowledged (all receivers)",
