@@ -16,6 +16,7 @@ mod error;
 mod groups;
 pub mod guard;
 mod messages;
+mod observe;
 mod render;
 pub mod spec;
 mod ws;

@@ -1,12 +1,14 @@
 //! Every metric in one place: names, help texts, and the `/v1/stats` view.
 //!
 //! Counters are `prometheus-client` counters (the exporter appends `_total`); gauges
-//! that describe current state are set right before each scrape. The two
+//! that describe current state are set right before each scrape, and per-stream,
+//! per-peer and resource gauges are read at scrape time (`scrape.rs`). The two
 //! latency histograms are lock-free (`histogram.rs`). `/metrics` is served in the
 //! Prometheus text format 0.0.4 (`exposition.rs`), every metric with HELP and TYPE.
 
 mod exposition;
 pub mod histogram;
+pub mod scrape;
 
 pub use histogram::Histogram;
 
@@ -32,6 +34,8 @@ macro_rules! metrics {
             pub publish_commit: Histogram,
             /// Seconds from a message's last send to the ACK that covered it.
             pub send_ack: Histogram,
+            /// Gauges read at scrape time.
+            pub scrape: Arc<scrape::ScrapeGauges>,
             registry: Registry,
             started: Instant,
             /// The live event stream (tap) travels with the metrics.
@@ -67,11 +71,14 @@ macro_rules! metrics {
                     "Seconds from the last send of a message to the receiver's ACK that covered it, per message",
                     send_ack.clone(),
                 );
+                let scrape = Arc::new(scrape::ScrapeGauges::default());
+                registry.register_collector(Box::new(scrape.clone()));
                 Arc::new(Metrics {
                     $($c,)* $($g,)*
                     api_refused,
                     publish_commit,
                     send_ack,
+                    scrape,
                     registry,
                     started: Instant::now(),
                     events: crate::events::Events::new(TAP_HISTORY),

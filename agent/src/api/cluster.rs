@@ -1,12 +1,11 @@
-//! Health, memberships, peers, topology, stats and metrics.
+//! Health, memberships, peers and topology (stats and metrics: `observe.rs`).
 
 use super::error::from_rejection;
 use super::{ApiError, AppState};
 use crate::names::{Channel, Role};
-use crate::store;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -21,49 +20,6 @@ pub async fn healthz(State(s): State<Arc<AppState>>) -> Json<Value> {
         "node_id": s.discovery.me(),
         "nats": if s.transport.is_connected() { "connected" } else { "disconnected" },
     }))
-}
-
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    refresh(&s).await;
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.metrics.render(),
-    )
-        .into_response()
-}
-
-async fn refresh(s: &AppState) {
-    if let Ok((b, u)) = s
-        .store
-        .reads
-        .read(|c| {
-            Ok((
-                store::outbox::backlogs(c)?,
-                store::outbox::unrouted_count(c)?,
-            ))
-        })
-        .await
-    {
-        s.metrics
-            .pending_messages
-            .set(b.iter().map(|(_, n)| *n as i64).sum());
-        s.metrics.unrouted_messages.set(u as i64);
-    }
-    s.metrics
-        .nats_connected
-        .set(s.transport.is_connected() as i64);
-}
-
-/// `GET /v1/stats`.
-pub async fn stats(State(s): State<Arc<AppState>>) -> Json<Value> {
-    refresh(&s).await;
-    let mut v = s.metrics.stats();
-    v["node_id"] = json!(s.discovery.me());
-    Json(v)
 }
 
 #[derive(Debug, Deserialize)]
