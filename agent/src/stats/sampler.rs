@@ -94,8 +94,8 @@ async fn sample(
     let row = SampleRow {
         at: now,
         boot: store.boot,
-        deltas: json(&deltas),
-        totals: json(&totals),
+        deltas: json(&nonzero(&deltas)),
+        totals: json(&nonzero(&totals)),
         gauges: json(&gauges),
         resources: json(&resources),
     };
@@ -115,6 +115,15 @@ async fn sample(
             tracing::debug!(error = %e, "cannot store a stats sample; its counts go into the next");
         }
     }
+}
+
+/// Only the counters that are not 0 (a missing counter reads as 0), so that an
+/// idle agent's samples stay small.
+fn nonzero(m: &BTreeMap<String, u64>) -> BTreeMap<&str, u64> {
+    m.iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect()
 }
 
 /// JSON text of a sample field (`{}` if it cannot be written, which these types
