@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what rmds needs at run and test time (Debian packages): nats-server for
 # every test, and for `rmds-scenarios chaos` iptables (packet loss and blackholes inside
-# the run's own network namespace), iproute2 (`ip`), util-linux (`unshare`) and
-# faketime (agents with a skewed clock). Each is checked on its own; only what is
-# missing is installed.
+# the run's own network namespace), iproute2 (`ip`), util-linux (`unshare`),
+# faketime (agents with a skewed clock) and prometheus (its `promtool` checks /metrics
+# and docs/prometheus-alerts.yml in agent/tests/prometheus.rs). Each is checked on
+# its own; only what is missing is installed.
 set -euo pipefail
 missing=()
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
@@ -11,6 +12,7 @@ command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(ip
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing+=(faketime)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

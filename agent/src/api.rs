@@ -20,6 +20,7 @@ pub mod guard;
 mod health;
 mod messages;
 mod mgmt;
+mod observe;
 mod render;
 pub mod spec;
 mod ws;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub mgmt: crate::mgmt::Mgmt,
     /// API authentication.
     pub auth: Arc<authn::AuthCtx>,
+    /// Sampled history and resources.
+    pub stats: crate::stats::Stats,
 }
 
 async fn count_errors(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {

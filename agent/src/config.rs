@@ -7,11 +7,13 @@
 pub mod api;
 mod nats;
 mod secret;
+pub mod stats;
 mod validate;
 
 pub use api::{ApiConfig, AuthConfig};
 pub use nats::{NatsConfig, NatsTls};
 pub use secret::Secret;
+pub use stats::StatsConfig;
 
 use crate::names::{Channel, NodeId, Role};
 use serde::{Deserialize, Serialize};
@@ -126,6 +128,8 @@ pub struct Config {
     pub groups: GroupsConfig,
     /// SQLite.
     pub store: StoreConfig,
+    /// Sampled history (`/v1/stats?period=`, `/v1/resources/history`).
+    pub stats: StatsConfig,
     /// Logging.
     pub log: LogConfig,
     /// Domains declared here (`[[domains]]`): created or updated at start.
@@ -276,6 +280,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             groups: GroupsConfig::default(),
             store: StoreConfig::default(),
+            stats: StatsConfig::default(),
             log: LogConfig::default(),
             domains: Vec::new(),
             channels: Vec::new(),

@@ -18,6 +18,7 @@
 //! durations    upper bounds on every duration a person can set   (durations.rs)
 //! metrics      every metric name in one place                      (metrics.rs)
 //! names        validated node, channel and group names             (names.rs)
+//! stats/       sampled history of counters, backlogs, resources    (stats.rs)
 //! ```
 //!
 //! Dependencies point downwards. [`Agent::start`] opens the store, connects NATS in
@@ -40,6 +41,7 @@ pub mod mgmt;
 pub mod names;
 pub mod policy;
 pub mod receipts;
+pub mod stats;
 pub mod store;
 pub mod transport;
 pub mod wire;
@@ -183,6 +185,13 @@ impl Agent {
                 .clone()
                 .run_sweeper(config.delivery.sweep_interval, tasks_stop.clone()),
         );
+        let stats = stats::Stats::new(config.stats.clone(), &config.data_dir);
+        tracker.spawn(stats::run(
+            stats.clone(),
+            store.clone(),
+            metrics.clone(),
+            tasks_stop.clone(),
+        ));
         tracker.close();
 
         let jwt_key = store.writer.run(store::auth::jwt_key).await?;
@@ -207,6 +216,7 @@ impl Agent {
             domains,
             mgmt,
             auth,
+            stats,
         };
         let api_stop = CancellationToken::new();
         let stop = api_stop.clone();

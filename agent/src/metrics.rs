@@ -1,7 +1,16 @@
 //! Every metric in one place: names, help texts, and the `/v1/stats` view.
 //!
 //! Counters are `prometheus-client` counters (the exporter appends `_total`); gauges
-//! that describe current state are set right before each scrape.
+//! that describe current state are set right before each scrape, and per-stream,
+//! per-peer and resource gauges are read at scrape time (`scrape.rs`). The two
+//! latency histograms are lock-free (`histogram.rs`). `/metrics` is served in the
+//! Prometheus text format 0.0.4 (`exposition.rs`), every metric with HELP and TYPE.
+
+mod exposition;
+pub mod histogram;
+pub mod scrape;
+
+pub use histogram::Histogram;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -21,6 +30,12 @@ macro_rules! metrics {
             $(#[doc = $gdoc] pub $g: Gauge,)*
             /// API requests refused by the cross-site guard, by reason.
             pub api_refused: Family<[(&'static str, &'static str); 1], Counter>,
+            /// Seconds from a publish reaching the store to its commit, per message.
+            pub publish_commit: Histogram,
+            /// Seconds from a message's last send to the ACK that covered it.
+            pub send_ack: Histogram,
+            /// Gauges read at scrape time.
+            pub scrape: Arc<scrape::ScrapeGauges>,
             registry: Registry,
             started: Instant,
             /// The live event stream (tap) travels with the metrics.
@@ -44,9 +59,26 @@ macro_rules! metrics {
                     "API requests refused by the cross-site guard (reason: host, origin, content_type)",
                     api_refused.clone(),
                 );
+                let publish_commit = Histogram::new(histogram::COMMIT_BUCKETS);
+                registry.register(
+                    "publish_commit_seconds",
+                    "Seconds from a publish reaching the store to its commit (durable), per message",
+                    publish_commit.clone(),
+                );
+                let send_ack = Histogram::new(histogram::ACK_BUCKETS);
+                registry.register(
+                    "send_ack_seconds",
+                    "Seconds from the last send of a message to the receiver's ACK that covered it, per message",
+                    send_ack.clone(),
+                );
+                let scrape = Arc::new(scrape::ScrapeGauges::default());
+                registry.register_collector(Box::new(scrape.clone()));
                 Arc::new(Metrics {
                     $($c,)* $($g,)*
                     api_refused,
+                    publish_commit,
+                    send_ack,
+                    scrape,
                     registry,
                     started: Instant::now(),
                     events: crate::events::Events::new(TAP_HISTORY),
@@ -113,6 +145,7 @@ metrics! {
         state_fetches: "Peer membership lists fetched after an unknown digest",
         state_fetch_failures: "Peer membership list fetches that failed or were refused (retried at the next keepalive)",
         state_pages_served: "Pages of this node's membership list sent to peers that asked",
+        stats_sample_failures: "Stats samples that could not be stored (their counts go into the next sample)",
     }
     gauges {
         pending_messages: "Deliveries not yet acknowledged (all receivers)",
@@ -143,14 +176,14 @@ impl Metrics {
         self.started.elapsed().as_secs()
     }
 
-    /// Prometheus text exposition.
+    /// Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         self.uptime_seconds.set(self.uptime() as i64);
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
-        out
+        exposition::to_prometheus_text(&out)
     }
 
     /// The `/v1/stats` object, with RMDS's keys.

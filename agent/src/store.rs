@@ -18,6 +18,7 @@ mod log_sweep;
 pub mod outbox;
 pub mod peers;
 mod reads;
+pub mod samples;
 mod schema;
 mod writer;
 

@@ -94,12 +94,21 @@ pub async fn publish_batch(
     let policy = state.domains.effective(&channel);
     check_routable(&policy, &channel, &receivers)?;
     let (limit, overflow) = (policy.max_messages_per_receiver, policy.overflow);
-    let mut outcomes = state
+    let started = std::time::Instant::now();
+    let outcomes = state
         .store
         .writer
         .run(move |c| store::outbox::publish_batch(c, &msgs, &receivers, limit, overflow))
-        .await?
-        .into_iter();
+        .await?;
+    let committed = outcomes
+        .iter()
+        .filter(|o| matches!(o, PublishOutcome::Accepted { .. }))
+        .count();
+    state
+        .metrics
+        .publish_commit
+        .observe_n(started.elapsed(), committed as u64);
+    let mut outcomes = outcomes.into_iter();
     let mut results = Vec::with_capacity(prepared.len());
     let mut accepted = 0usize;
     let mut enqueue = Enqueue::new();

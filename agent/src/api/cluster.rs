@@ -1,61 +1,17 @@
-//! Health, memberships, peers, topology, stats and metrics.
+//! Memberships, peers and topology (health: `health.rs`; stats and metrics: `observe.rs`).
 
 use super::error::from_rejection;
 use super::{ApiError, AppState};
 use crate::names::{Channel, Role};
-use crate::store;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    refresh(&s).await;
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.metrics.render(),
-    )
-        .into_response()
-}
-
-async fn refresh(s: &AppState) {
-    if let Ok((b, u)) = s
-        .store
-        .reads
-        .read(|c| {
-            Ok((
-                store::outbox::backlogs(c)?,
-                store::outbox::unrouted_count(c)?,
-            ))
-        })
-        .await
-    {
-        s.metrics
-            .pending_messages
-            .set(b.iter().map(|(_, n)| *n as i64).sum());
-        s.metrics.unrouted_messages.set(u as i64);
-    }
-    s.metrics
-        .nats_connected
-        .set(s.transport.is_connected() as i64);
-}
-
-/// `GET /v1/stats`.
-pub async fn stats(State(s): State<Arc<AppState>>) -> Json<Value> {
-    refresh(&s).await;
-    let mut v = s.metrics.stats();
-    v["node_id"] = json!(s.discovery.me());
-    Json(v)
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -145,11 +145,15 @@ pub(super) async fn publish_one(
     check_routable(&policy, channel, &receivers)?;
     let (limit, overflow) = (policy.max_messages_per_receiver, policy.overflow);
     let m = msg.clone();
+    let started = std::time::Instant::now();
     let outcome = state
         .store
         .writer
         .run(move |c| store::outbox::publish(c, &m, &receivers, limit, overflow))
         .await?;
+    if matches!(outcome, PublishOutcome::Accepted { .. }) {
+        state.metrics.publish_commit.observe(started.elapsed());
+    }
     finish_publish(state, channel, outcome, msg, None).await
 }
 

@@ -1,7 +1,7 @@
 //! The route table: one list that builds both the router and the OpenAPI 3 document
 //! served at `/v1/openapi.json`, so that the document cannot drift from the routes.
 
-use super::{auth, cluster, dead, domains, groups, health, messages, mgmt, ws, AppState};
+use super::{auth, cluster, dead, domains, groups, health, messages, mgmt, observe, ws, AppState};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -84,8 +84,12 @@ pub fn routes() -> Vec<Route> {
         r("get", "/healthz", "observe", "Node id, NATS connection state and why it is not connected", get(health::healthz)).errors(&[]),
         r("get", "/livez", "observe", "Liveness: the process answers", get(health::livez)).errors(&[]),
         r("get", "/readyz", "observe", "Readiness: store writable, NATS connected, discovery done (503 naming what is not)", get(health::readyz)).errors(&[]),
-        r("get", "/metrics", "observe", "Prometheus text exposition (rmds_ prefix)", get(cluster::metrics)).text().errors(&[]),
-        r("get", "/v1/stats", "observe", "Counters with RMDS's keys and more", get(cluster::stats)).errors(&[]),
+        r("get", "/metrics", "observe", "Prometheus text format 0.0.4 (rmds_ prefix), every metric with HELP and TYPE", get(observe::metrics)).text().errors(&[]),
+        r("get", "/v1/stats", "observe", "Counters with RMDS's keys and more; with period (and granularity) also `series`: their history in buckets", get(observe::stats))
+            .query(&[("period", "length of the history, e.g. 1h (at most stats.retention); without it only the counters"), ("granularity", "bucket width, e.g. 1m (default: period/60, at least stats.sample_interval); at most 1440 buckets")]),
+        r("get", "/v1/resources/current", "observe", "CPU, memory, open files, database and WAL size, disk free, read now", get(observe::resources_current)).errors(&[]),
+        r("get", "/v1/resources/history", "observe", "The newest resource samples of the stats ring (bounded by stats.retention), oldest first", get(observe::resources_history))
+            .query(&[("limit", "most samples, 1 to 10000 (default 60)")]),
         r("get", "/v1/openapi.json", "observe", "This document", get(openapi)).errors(&[]),
         r("get", "/v1/nodes", "cluster", "Known peers with liveness and memberships", get(cluster::nodes)).errors(&[]),
         r("post", "/v1/nodes/{id}/kick", "management", "Kick a node from every channel, on every agent (answers per node)", post(mgmt::kick))

@@ -83,7 +83,10 @@ pub fn in_window(timestamp: &str, now: i64, window: i64) -> Result<i64, HmacErro
 }
 
 /// (account, nonce) → when seen, and the same in the order seen.
-type Seen = (HashMap<(String, String), i64>, VecDeque<(i64, String, String)>);
+type Seen = (
+    HashMap<(String, String), i64>,
+    VecDeque<(i64, String, String)>,
+);
 
 /// Nonces seen within the window, per account; bounded.
 #[derive(Debug)]

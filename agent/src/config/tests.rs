@@ -24,6 +24,10 @@ fn given_generated_config_when_parsed_back_then_every_key_present_and_valid() {
         "[api]",
         "allowed_origins = []",
         "allowed_hosts = []",
+        "[stats]",
+        "sample_interval",
+        "retention",
+        "max_stream_series",
     ] {
         assert!(text.contains(key), "{key} missing from generated config");
     }

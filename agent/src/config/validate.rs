@@ -70,6 +70,7 @@ impl Config {
                 ),
             ));
         }
+        self.stats.validate()?;
         if self.discovery.node_offline_timeout <= self.discovery.keepalive_interval {
             return Err(invalid(
                 "node_offline_timeout",

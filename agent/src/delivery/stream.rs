@@ -293,7 +293,11 @@ impl StreamTask {
                         self.breaker_event(t);
                     }
                     self.forget_fresh(to);
-                    self.history.acked(to);
+                    let (now, timer) = (now_ms(), &self.shared.metrics.send_ack);
+                    self.history.acked(to, |at, n| {
+                        let ms = (now - at).max(0) as u64;
+                        timer.observe_n(std::time::Duration::from_millis(ms), n);
+                    });
                     self.shared.metrics.received_acks.inc();
                     self.commit_ack(from, to);
                 }

@@ -559,6 +559,7 @@ pub fn unrouted_count(conn: &Connection) -> Result<u64> {
 mod batch;
 mod cursors;
 mod dead;
+mod gauges;
 mod purge;
 mod sweep;
 pub use batch::publish_batch;
@@ -566,6 +567,7 @@ pub use cursors::{ack, mark_sent};
 pub use dead::{
     dead_letter, delete_dead, delivered_after_all, list_dead, redrive_dead, DeadLetter, Redrive,
 };
+pub use gauges::{stream_gauges, StreamGauge};
 pub use purge::{purge_queued, purge_sent, Purged};
 pub use sweep::{sweep, ExpirySweep};
 

@@ -304,6 +304,21 @@ CREATE TABLE auth_principals (
   created_at INTEGER NOT NULL,
   PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
+    // 9: the stats ring: one row per sample interval with the counters' increase since
+    // the previous sample, their values, the backlogs and the process's resources
+    // (JSON objects, so that a new counter needs no migration). Bounded by
+    // stats.retention: older rows are deleted at every sample.
+    r#"
+CREATE TABLE stats_samples (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  boot INTEGER NOT NULL,
+  deltas TEXT NOT NULL,
+  totals TEXT NOT NULL,
+  gauges TEXT NOT NULL,
+  resources TEXT NOT NULL
+);
+CREATE INDEX stats_samples_by_time ON stats_samples(at);
 "#,
 ];
 

@@ -260,3 +260,43 @@ fn given_queued_sent_and_acked_deliveries_when_purging_queued_then_only_the_unde
     }
     assert_eq!(state(&c, "m4"), vec![DeliveryState::Purged]);
 }
+
+#[test]
+fn given_queued_sent_and_acked_messages_then_stream_gauges_count_backlog_in_flight_and_oldest() {
+    let c = db();
+    let bob = vec!["bob".to_string()];
+    for i in 0..5 {
+        publish(
+            &c,
+            &message(&format!("m{i}"), "chat"),
+            &bob,
+            100,
+            Overflow::Reject,
+        )
+        .unwrap();
+    }
+    publish(&c, &message("n1", "news"), &bob, 100, Overflow::Reject).unwrap();
+    mark_sent(&c, "bob", "chat", 1, 3).unwrap();
+    ack(&c, "bob", "chat", 1).unwrap();
+    ack(&c, "bob", "news", 1).unwrap();
+    let g = stream_gauges(&c).unwrap();
+    assert_eq!(g.len(), 2);
+    let chat = &g[0];
+    assert_eq!(
+        (chat.channel.as_str(), chat.backlog, chat.in_flight),
+        ("chat", 4, 2)
+    );
+    let queued_at: i64 = c
+        .query_row(
+            "SELECT queued_at FROM deliveries WHERE channel = 'chat' AND seq = 2",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(chat.oldest_queued_at, Some(queued_at));
+    let news = &g[1];
+    assert_eq!(
+        (news.backlog, news.in_flight, news.oldest_queued_at),
+        (0, 0, None)
+    );
+}
