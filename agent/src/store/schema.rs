@@ -304,6 +304,7 @@ CREATE TABLE auth_principals (
   created_at INTEGER NOT NULL,
   PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
+"#,
     // 9: the stats ring: one row per sample interval with the counters' increase since
     // the previous sample, their values, the backlogs and the process's resources
     // (JSON objects, so that a new counter needs no migration). Bounded by
