@@ -95,6 +95,25 @@ async fn given_three_nodes_when_a_node_is_kicked_then_every_agent_drops_it_and_i
     assert_eq!(h["kicked"]["by"], "alice", "{h}");
     let me = net.client("carol").get_json("/v1/nodes").await.unwrap();
     assert!(me["nodes"][0]["kicked"].is_object(), "{me}");
+    // Its tap shows it.
+    let tap = format!(
+        "{}/v1/ws/tap?last_n=1000",
+        net.client("carol").base().replacen("http", "ws", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(tap.as_str())
+        .await
+        .unwrap();
+    let mut kicked = false;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["event"]["kind"] == "kicked" && v["event"]["detail"]["self"] == true {
+                kicked = true;
+                break;
+            }
+        }
+    }
+    assert!(kicked, "carol's tap does not show the kick");
     assert!(
         me["nodes"][0]["memberships"]
             .as_object()

@@ -88,6 +88,15 @@ async fn given_two_agents_when_listing_then_status_nodes_topology_channels_and_g
     let v = json_of(&ctl(&a, &["--json", "stats"]));
     assert_eq!(v["node_id"], "alice");
     assert!(text(&ctl(&a, &["stats"])).contains("published"));
+    let v = json_of(&ctl(
+        &a,
+        &["--json", "stats", "--period", "10m", "--granularity", "1m"],
+    ));
+    assert_eq!(
+        v["series"]["buckets"].as_array().map(Vec::len),
+        Some(10),
+        "{v}"
+    );
 }
 
 #[tokio::test]
