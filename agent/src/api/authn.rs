@@ -228,9 +228,15 @@ pub async fn authn(State(s): State<Arc<AppState>>, req: Request, next: Next) -> 
     let (found, req) = if let Some(k) = key {
         (by_key(&s, &k).await, req)
     } else if let Some(b) = bearer {
-        // A JWT has three dot-separated parts; an API key has fewer.
+        // A JWT has three dot-separated parts; an API key has fewer (an operator's
+        // admin key might have two dots: it is tried when the token is not a JWT).
         let r = if b.matches('.').count() == 2 {
-            by_token(&s, &b).await
+            match by_token(&s, &b).await {
+                Err(Refusal::Invalid(m)) if m == token::TokenError::Malformed.to_string() => {
+                    by_key(&s, &b).await
+                }
+                other => other,
+            }
         } else {
             by_key(&s, &b).await
         };
