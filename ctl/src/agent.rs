@@ -35,18 +35,32 @@ impl std::fmt::Display for CallError {
 pub struct Agent {
     base: String,
     http: reqwest::Client,
+    key: Option<String>,
 }
 
 impl Agent {
-    /// A client for the agent at `base` (`http://127.0.0.1:7700`).
-    pub fn new(base: &str, timeout: Duration) -> Agent {
+    /// A client for the agent at `base` (`http://127.0.0.1:7700`), sending `key` as
+    /// `X-API-Key` when the agent has `api.auth.enabled`.
+    pub fn new(base: &str, timeout: Duration, key: Option<&str>) -> Agent {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(mut v) = key.and_then(|k| reqwest::header::HeaderValue::from_str(k).ok()) {
+            v.set_sensitive(true);
+            headers.insert("x-api-key", v);
+        }
         Agent {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()
                 .timeout(timeout)
+                .default_headers(headers)
                 .build()
                 .unwrap_or_default(),
+            key: key.map(String::from),
         }
+    }
+
+    /// The API key, for the WebSocket handshake.
+    pub fn key_header(&self) -> Option<String> {
+        self.key.clone()
     }
 
     /// The base URL.

@@ -31,6 +31,9 @@ struct Cli {
     /// Print the agent's JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// API key for an agent with `api.auth.enabled` (sent as X-API-Key).
+    #[arg(long, env = "RMDS_API_KEY", hide_env_values = true, global = true)]
+    api_key: Option<String>,
     /// Seconds to wait for each answer.
     #[arg(long, default_value_t = 10, global = true)]
     timeout: u64,
@@ -492,7 +495,11 @@ async fn check(agent: &Agent, t: check::Thresholds) -> (u8, String) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let agent = Agent::new(&cli.url, Duration::from_secs(cli.timeout.max(1)));
+    let agent = Agent::new(
+        &cli.url,
+        Duration::from_secs(cli.timeout.max(1)),
+        cli.api_key.as_deref(),
+    );
     if let Command::Check {
         warn_pending,
         crit_pending,

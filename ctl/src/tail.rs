@@ -35,7 +35,15 @@ pub async fn follow(
     if let Some(c) = channel {
         url.push_str(&format!("&channel={}", segment(c)));
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            url.as_str(),
+        )
+        .map_err(|e| CallError::Unreachable(e.to_string()))?;
+    if let Some(k) = agent.key_header().and_then(|k| k.parse().ok()) {
+        request.headers_mut().insert("x-api-key", k);
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
         .await
         .map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(r) => CallError::Refused {

@@ -311,3 +311,65 @@ async fn given_two_agents_when_kicking_and_purging_then_answers_per_node_and_aud
     let o = ctl(&a, &["purge", "everything"]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn given_an_agent_with_auth_when_using_rmdsctl_then_the_api_key_is_needed_and_enough() {
+    let key = "rmdsctl-test-admin-key-0123";
+    let mut auth = toml::Table::new();
+    auth.insert("enabled".into(), true.into());
+    auth.insert("admin_key".into(), key.into());
+    let net = TestNet::builder()
+        .binary(agent_binary().unwrap())
+        .set("api", "auth", toml::Value::Table(auth))
+        .api_key(key)
+        .agent("alice", &["chat:writer"])
+        .agent("bob", &["chat:reader"])
+        .start()
+        .await
+        .unwrap();
+    net.wait_discovered("alice", "chat", &["bob"])
+        .await
+        .unwrap();
+    let a = net.client("alice").base().to_string();
+    let o = ctl(&a, &["nodes"]);
+    assert_eq!(o.status.code(), Some(1), "refused without a key");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("401"));
+    let with = |args: &[&str]| {
+        let mut all = vec!["--api-key", key];
+        all.extend(args);
+        ctl(&a, &all)
+    };
+    assert!(with(&["nodes"]).status.success());
+    assert_eq!(
+        with(&["check"]).status.code(),
+        Some(0),
+        "{}",
+        text(&with(&["check"]))
+    );
+    net.client("alice")
+        .publish_json("chat", &json!({"n": 1}))
+        .await
+        .unwrap();
+    let a2 = a.clone();
+    let o = tokio::task::spawn_blocking(move || {
+        ctl(
+            &a2,
+            &[
+                "--api-key",
+                key,
+                "--json",
+                "tail",
+                "-",
+                "--last",
+                "50",
+                "--kind",
+                "published",
+                "--count",
+                "1",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
