@@ -62,6 +62,28 @@ async fn readers(net: &TestNet, on: &str, channel: &str) -> Vec<String> {
     r
 }
 
+/// Waits until `on` considers `node` offline.
+async fn offline_at(net: &TestNet, on: &str, node: &str) {
+    let c = net.client(on);
+    eventually(
+        Duration::from_secs(10),
+        &format!("{node} offline at {on}"),
+        || {
+            let c = c.clone();
+            async move {
+                let v = c.get_json("/v1/nodes").await.ok()?;
+                v["nodes"]
+                    .as_array()?
+                    .iter()
+                    .any(|n| n["node_id"] == node && n["online"] == false)
+                    .then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+}
+
 async fn audit_ids(net: &TestNet, on: &str) -> Vec<String> {
     net.client(on).get_json("/v1/audit").await.unwrap()["audit"]
         .as_array()
@@ -292,19 +314,7 @@ async fn given_queued_messages_when_purged_then_receipts_say_purged_and_the_stre
 async fn given_purges_for_all_and_for_one_node_then_each_applies_where_its_scope_says() {
     let mut net = three(None).await;
     net.node("carol").stop().await.unwrap();
-    eventually(Duration::from_secs(10), "carol offline at bob", || {
-        let c = net.client("bob");
-        async move {
-            let v = c.get_json("/v1/nodes").await.ok()?;
-            v["nodes"]
-                .as_array()?
-                .iter()
-                .any(|n| n["node_id"] == "carol" && n["online"] == false)
-                .then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    offline_at(&net, "bob", "carol").await;
     let a = net
         .client("alice")
         .publish_json("chat", &json!({"n": 1}))
@@ -384,19 +394,7 @@ async fn given_purges_for_all_and_for_one_node_then_each_applies_where_its_scope
 async fn given_a_node_offline_when_kicked_then_it_is_reported_and_applies_the_kick_when_back() {
     let mut net = three(None).await;
     net.node("carol").stop().await.unwrap();
-    eventually(Duration::from_secs(10), "carol offline", || {
-        let c = net.client("alice");
-        async move {
-            let v = c.get_json("/v1/nodes").await.ok()?;
-            v["nodes"]
-                .as_array()?
-                .iter()
-                .any(|n| n["node_id"] == "carol" && n["online"] == false)
-                .then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    offline_at(&net, "alice", "carol").await;
     let out = net
         .client("alice")
         .post_json("/v1/nodes/carol/kick?wait=1s", &json!({}))
