@@ -26,44 +26,29 @@ pub mod spec;
 mod ws;
 
 pub use error::ApiError;
+pub use render::message_json;
 
-use crate::delivery::Delivery;
-use crate::discovery::Discovery;
-use crate::groups::Groups;
-use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::transport::Transport;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use std::sync::Arc;
 
-/// What every handler can reach.
+/// What every handler can reach: the application service and API authentication.
+/// Handlers reach the components through the service (`state.store`, …).
 #[derive(Clone)]
 pub struct AppState {
-    /// Configuration.
-    pub config: Arc<crate::config::Config>,
-    /// Store.
-    pub store: Store,
-    /// Peers and memberships.
-    pub discovery: Discovery,
-    /// Sending side.
-    pub delivery: Delivery,
-    /// Consumer groups.
-    pub groups: Groups,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// NATS.
-    pub transport: Transport,
-    /// Domains, schemas and channel policies.
-    pub domains: crate::domains::Domains,
-    /// Management across nodes.
-    pub mgmt: crate::mgmt::Mgmt,
+    /// The application service (and through it every component).
+    pub service: crate::service::Service,
     /// API authentication.
     pub auth: Arc<authn::AuthCtx>,
-    /// Sampled history and resources.
-    pub stats: crate::stats::Stats,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = crate::service::Service;
+    fn deref(&self) -> &crate::service::Service {
+        &self.service
+    }
 }
 
 async fn count_errors(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {

@@ -19,6 +19,7 @@
 //! metrics      every metric name in one place                      (metrics.rs)
 //! names        validated node, channel and group names             (names.rs)
 //! stats/       sampled history of counters, backlogs, resources    (stats.rs)
+//! service/     publish, pull, settle: one service for REST, WS, SDK (service.rs)
 //! ```
 //!
 //! Dependencies point downwards. [`Agent::start`] opens the store, connects NATS in
@@ -41,6 +42,7 @@ pub mod mgmt;
 pub mod names;
 pub mod policy;
 pub mod receipts;
+pub mod service;
 pub mod stats;
 pub mod store;
 pub mod transport;
@@ -88,6 +90,7 @@ pub struct Agent {
     api_task: tokio::task::JoinHandle<()>,
     tracker: TaskTracker,
     store: store::Store,
+    service: service::Service,
 }
 
 impl Agent {
@@ -205,7 +208,7 @@ impl Agent {
             }),
             body_limit: config.nats.max_payload.max(8 * 1024 * 1024) * 4,
         });
-        let state = api::AppState {
+        let service = service::Service {
             config: config.clone(),
             store: store.clone(),
             discovery,
@@ -215,8 +218,11 @@ impl Agent {
             transport,
             domains,
             mgmt,
-            auth,
             stats,
+        };
+        let state = api::AppState {
+            service: service.clone(),
+            auth,
         };
         let api_stop = CancellationToken::new();
         let stop = api_stop.clone();
@@ -244,7 +250,14 @@ impl Agent {
             api_task,
             tracker,
             store,
+            service,
         })
+    }
+
+    /// The application service: publish, pull and settle in this process, with the
+    /// same rules as the API (the embedded SDK uses it).
+    pub fn service(&self) -> &service::Service {
+        &self.service
     }
 
     /// The bound API address.

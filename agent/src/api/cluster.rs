@@ -34,12 +34,7 @@ pub async fn join(
         );
         err
     })?;
-    let changed = s
-        .discovery
-        .join(channel.clone(), b.role)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    super::mgmt::joined_after_kick(&s, &channel).await?;
+    let changed = s.join(&channel, b.role).await?;
     Ok((
         StatusCode::OK,
         Json(json!({"channel": channel, "role": b.role, "changed": changed})),
@@ -53,16 +48,7 @@ pub async fn leave(
     Path(ch): Path<String>,
 ) -> Result<Response, ApiError> {
     let channel = Channel::new(ch)?;
-    let left = s
-        .discovery
-        .leave(&channel)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    if !left {
-        return Err(ApiError::not_found(format!(
-            "this node is not a member of {channel}"
-        )));
-    }
+    s.leave(&channel).await?;
     Ok(Json(json!({"channel": channel, "left": true})).into_response())
 }
 

@@ -149,38 +149,5 @@ pub async fn audit(
 
 /// This node's kick record, if it was kicked and has not joined since.
 pub async fn kicked(s: &AppState) -> Option<Value> {
-    s.store
-        .reads
-        .read(store::audit::kicked)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// An explicit join ends a kick: of the whole node, and of that channel.
-pub async fn joined_after_kick(s: &AppState, channel: &Channel) -> Result<(), ApiError> {
-    if kicked(s).await.is_none() {
-        return Ok(());
-    }
-    let ch = json!(channel.as_str());
-    s.store
-        .writer
-        .run(move |c| {
-            let Some(mut k) = store::audit::kicked(c)? else {
-                return Ok(());
-            };
-            k["all"] = json!(false);
-            let rest: Vec<Value> = k["channels"]
-                .as_array()
-                .map(|a| a.iter().filter(|x| **x != ch).cloned().collect())
-                .unwrap_or_default();
-            if rest.is_empty() {
-                store::audit::set_kicked(c, None)
-            } else {
-                k["channels"] = json!(rest);
-                store::audit::set_kicked(c, Some(&k))
-            }
-        })
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))
+    s.service.kicked().await
 }

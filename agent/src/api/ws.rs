@@ -15,8 +15,7 @@
 //! memory. Messages it held are redelivered when their leases run out.
 
 use super::messages::{
-    channel as parse_channel, check_reader, check_writer, message_json, parse_bounded, publish_one,
-    ttl_of, Draft,
+    channel as parse_channel, check_reader, message_json, parse_bounded, ttl_of, Draft,
 };
 use super::{ApiError, AppState};
 use crate::events::Event;
@@ -278,7 +277,7 @@ impl Session {
             .as_deref()
             .ok_or_else(|| ApiError::bad_request("publish needs channel"))?;
         let channel = parse_channel(ch)?;
-        check_writer(&self.state, &channel)?;
+        crate::service::check_writer(&self.state, &channel)?;
         let given =
             req.data.is_some() as u8 + req.text.is_some() as u8 + req.data_base64.is_some() as u8;
         if given != 1 {
@@ -307,7 +306,7 @@ impl Session {
             ttl: ttl_of(&self.state, &channel, &req.ttl)?,
             idempotency_key: req.idempotency_key,
         };
-        let (_, mut v) = publish_one(&self.state, &channel, draft).await?;
+        let mut v = self.state.publish(&channel, draft).await?.to_json();
         v["type"] = json!("published");
         v["request_id"] = req.request_id;
         Ok(v)
@@ -409,11 +408,7 @@ impl Session {
             ),
         };
         let extend = how == Settle::Extend;
-        let r = self
-            .state
-            .groups
-            .settle(&s.channel, &s.group, &ids, how)
-            .await?;
+        let r = self.state.settle(&s.channel, &s.group, &ids, how).await?;
         {
             let mut held = held_lock(&s.held);
             if extend {
@@ -434,7 +429,11 @@ impl Session {
         if !extend {
             s.room.notify_one();
         }
+        let lease_ms = r
+            .until
+            .map(|u| u.saturating_duration_since(Instant::now()).as_millis() as u64);
         Ok(json!({
+            "lease_ms": lease_ms,
             "type": match req.op.as_str() {
                 "ack" => "acked",
                 "nack" => "nacked",
@@ -508,8 +507,10 @@ async fn pump(
                 return;
             }
             held_lock(&held).insert(m.entry.id.clone(), m.until);
+            let lease_ms = m.until.saturating_duration_since(Instant::now()).as_millis() as u64;
             let frame = json!({
                 "type": "message", "subscription": name, "message": message_json(&channel, &m),
+                "lease_ms": lease_ms,
             });
             if !out.push(&frame) {
                 return;
