@@ -217,7 +217,12 @@ impl Channel {
         if let Some(e) = &self.node.inner.embedded {
             return e.publish_batch(&self.name, items).await;
         }
-        let v = self.node.inner.client.publish_batch(&self.name, items).await?;
+        let v = self
+            .node
+            .inner
+            .client
+            .publish_batch(&self.name, items)
+            .await?;
         let results = v["results"]
             .as_array()
             .ok_or_else(|| Error::new(ErrorKind::Decode, "batch answer without results"))?;
@@ -231,7 +236,10 @@ impl Channel {
                     Err(Error::from_status(
                         status,
                         r["error"]["code"].as_str().map(String::from),
-                        r["error"]["message"].as_str().unwrap_or_default().to_string(),
+                        r["error"]["message"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
                     ))
                 }
             })

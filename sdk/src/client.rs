@@ -1,6 +1,8 @@
 //! The low-level HTTP client: one method per route of the agent's API.
 
-use crate::{Error, ErrorKind, GroupOptions, GroupStart, Message, PublishOptions, Receipt, Role, Settled};
+use crate::{
+    Error, ErrorKind, GroupOptions, GroupStart, Message, PublishOptions, Receipt, Role, Settled,
+};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -324,8 +326,15 @@ impl Client {
         ids: &[String],
         delay: Duration,
     ) -> Result<Settled, Error> {
-        self.settle_ids(crate::message::Op::Nack, channel, group, ids, Some(delay), None)
-            .await
+        self.settle_ids(
+            crate::message::Op::Nack,
+            channel,
+            group,
+            ids,
+            Some(delay),
+            None,
+        )
+        .await
     }
 
     /// Stops delivering messages to `group` without processing them.

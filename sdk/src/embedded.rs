@@ -37,7 +37,12 @@ impl Drop for Running {
 }
 
 fn service_error(e: ServiceError) -> Error {
-    Error::from_status(e.status.as_u16(), Some(e.code.to_string()), e.message.clone()).with_source(e)
+    Error::from_status(
+        e.status.as_u16(),
+        Some(e.code.to_string()),
+        e.message.clone(),
+    )
+    .with_source(e)
 }
 
 fn channel(name: &str) -> Result<Channel> {
@@ -64,8 +69,11 @@ fn receipt(p: rmds_agent::service::Published) -> Receipt {
 impl Embedded {
     pub(crate) async fn start(config: rmds_agent::config::Config) -> Result<Embedded> {
         let agent = rmds_agent::Agent::start(config).await.map_err(|e| {
-            Error::new(ErrorKind::BadRequest, format!("cannot start the embedded agent: {e}"))
-                .with_source(e)
+            Error::new(
+                ErrorKind::BadRequest,
+                format!("cannot start the embedded agent: {e}"),
+            )
+            .with_source(e)
         })?;
         Ok(Embedded {
             inner: Arc::new(Running {
@@ -103,10 +111,19 @@ impl Embedded {
     }
 
     pub(crate) async fn leave(&self, name: &str) -> Result<()> {
-        self.service().leave(&channel(name)?).await.map_err(service_error)
+        self.service()
+            .leave(&channel(name)?)
+            .await
+            .map_err(service_error)
     }
 
-    fn draft(&self, ch: &Channel, payload: Vec<u8>, opts: &SendOptions, key: Option<String>) -> Result<Draft> {
+    fn draft(
+        &self,
+        ch: &Channel,
+        payload: Vec<u8>,
+        opts: &SendOptions,
+        key: Option<String>,
+    ) -> Result<Draft> {
         let ttl = match opts.ttl {
             Some(t) => self
                 .service()
@@ -128,7 +145,12 @@ impl Embedded {
         })
     }
 
-    pub(crate) async fn publish(&self, name: &str, payload: Vec<u8>, opts: &SendOptions) -> Result<Receipt> {
+    pub(crate) async fn publish(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        opts: &SendOptions,
+    ) -> Result<Receipt> {
         let ch = channel(name)?;
         let d = self.draft(&ch, payload, opts, opts.idempotency_key.clone())?;
         self.service()
@@ -138,7 +160,11 @@ impl Embedded {
             .map_err(service_error)
     }
 
-    pub(crate) async fn publish_batch<T: Serialize>(&self, name: &str, items: &[T]) -> Result<Vec<Result<Receipt>>> {
+    pub(crate) async fn publish_batch<T: Serialize>(
+        &self,
+        name: &str,
+        items: &[T],
+    ) -> Result<Vec<Result<Receipt>>> {
         let ch = channel(name)?;
         let opts = SendOptions {
             content_type: Some("application/json".into()),
@@ -147,7 +173,8 @@ impl Embedded {
         let mut drafts = Vec::with_capacity(items.len());
         for item in items {
             let body = serde_json::to_vec(item).map_err(|e| {
-                Error::new(ErrorKind::BadRequest, format!("cannot encode as JSON: {e}")).with_source(e)
+                Error::new(ErrorKind::BadRequest, format!("cannot encode as JSON: {e}"))
+                    .with_source(e)
             })?;
             drafts.push(self.draft(&ch, body, &opts, None)?);
         }
@@ -168,7 +195,13 @@ const PULL_WAIT: Duration = Duration::from_secs(5);
 
 /// Feeds a subscription from the service: pulls while there is credit, settles
 /// what the application settles.
-pub(crate) async fn drive(service: Service, channel_name: String, group: String, credit: usize, io: DriverIo) {
+pub(crate) async fn drive(
+    service: Service,
+    channel_name: String,
+    group: String,
+    credit: usize,
+    io: DriverIo,
+) {
     let DriverIo {
         out,
         mut reqs,
@@ -195,7 +228,8 @@ pub(crate) async fn drive(service: Service, channel_name: String, group: String,
     let consumer = format!("sdk:{}", ulid_like());
     let mut hand = Hand::new(credit);
     type Pulled = std::result::Result<Vec<rmds_agent::groups::Leased>, ServiceError>;
-    let mut pulling: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Pulled> + Send>>> = None;
+    let mut pulling: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Pulled> + Send>>> =
+        None;
     loop {
         for mut m in hand.hand_out() {
             m.settler = Some(crate::message::Settler::Sub(settle_tx.clone()));
@@ -275,7 +309,10 @@ async fn settle(service: &Service, ch: &Channel, group: &GroupName, hand: &mut H
                 let _ = r.reply.send(Err(Error::new(ErrorKind::BadRequest, e)));
                 return;
             }
-            Settle::Nack(delay, r.error.clone().map(|e| e.chars().take(1024).collect()))
+            Settle::Nack(
+                delay,
+                r.error.clone().map(|e| e.chars().take(1024).collect()),
+            )
         }
     };
     let res = service.settle(ch, group, &r.ids, how).await;
@@ -302,5 +339,9 @@ async fn settle(service: &Service, ch: &Channel, group: &GroupName, hand: &mut H
 fn ulid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -153,8 +153,11 @@ impl Message {
     /// ```
     pub fn text(&self) -> Result<String> {
         String::from_utf8(self.bytes()).map_err(|e| {
-            Error::new(ErrorKind::Decode, format!("payload of {} is not UTF-8", self.id))
-                .with_source(e)
+            Error::new(
+                ErrorKind::Decode,
+                format!("payload of {} is not UTF-8", self.id),
+            )
+            .with_source(e)
         })
     }
 
@@ -245,7 +248,12 @@ impl Message {
         self.settle(Op::Extend, None, None).await
     }
 
-    async fn settle(&self, op: Op, delay: Option<Duration>, error: Option<String>) -> Result<Settled> {
+    async fn settle(
+        &self,
+        op: Op,
+        delay: Option<Duration>,
+        error: Option<String>,
+    ) -> Result<Settled> {
         match &self.settler {
             Some(Settler::Sub(tx)) => {
                 let (reply, rx) = oneshot::channel();

@@ -253,7 +253,10 @@ impl Mgmt {
     /// # Ok(()) }
     /// ```
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        field(self.client.get_json("/v1/dead-letters").await?, "dead_letters")
+        field(
+            self.client.get_json("/v1/dead-letters").await?,
+            "dead_letters",
+        )
     }
 
     /// One message's dead letters, with its status.
@@ -341,7 +344,12 @@ impl Mgmt {
     /// m.create_group("orders", "billing", &opts).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn create_group(&self, channel: &str, group: &str, opts: &GroupOptions) -> Result<GroupInfo> {
+    pub async fn create_group(
+        &self,
+        channel: &str,
+        group: &str,
+        opts: &GroupOptions,
+    ) -> Result<GroupInfo> {
         whole(self.client.create_group(channel, group, opts).await?)
     }
 
@@ -353,7 +361,12 @@ impl Mgmt {
     /// m.reset_group("orders", "billing", rmds::GroupStart::Earliest).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn reset_group(&self, channel: &str, group: &str, start: GroupStart) -> Result<GroupInfo> {
+    pub async fn reset_group(
+        &self,
+        channel: &str,
+        group: &str,
+        start: GroupStart,
+    ) -> Result<GroupInfo> {
         whole(self.client.reset_group(channel, group, start).await?)
     }
 
@@ -377,7 +390,11 @@ impl Mgmt {
     /// for d in m.group_dead_letters("orders", "billing").await? { println!("{}: {:?}", d.id, d.last_error); }
     /// # Ok(()) }
     /// ```
-    pub async fn group_dead_letters(&self, channel: &str, group: &str) -> Result<Vec<GroupDeadLetter>> {
+    pub async fn group_dead_letters(
+        &self,
+        channel: &str,
+        group: &str,
+    ) -> Result<Vec<GroupDeadLetter>> {
         field(
             self.client
                 .get_json(&format!("{}/dead-letters", group_path(channel, group)))
@@ -395,10 +412,19 @@ impl Mgmt {
     /// println!("{} after {} deliveries: {}", msg.id, dead.deliveries, dead.reason);
     /// # Ok(()) }
     /// ```
-    pub async fn group_dead_letter(&self, channel: &str, group: &str, id: &str) -> Result<(GroupDeadLetter, Message)> {
+    pub async fn group_dead_letter(
+        &self,
+        channel: &str,
+        group: &str,
+        id: &str,
+    ) -> Result<(GroupDeadLetter, Message)> {
         let v = self
             .client
-            .get_json(&format!("{}/dead-letters/{}", group_path(channel, group), enc(id)))
+            .get_json(&format!(
+                "{}/dead-letters/{}",
+                group_path(channel, group),
+                enc(id)
+            ))
             .await?;
         Ok((field(v.clone(), "dead_letter")?, field(v, "message")?))
     }
@@ -411,7 +437,12 @@ impl Mgmt {
     /// m.redrive_group_dead_letter("orders", "billing", &id).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn redrive_group_dead_letter(&self, channel: &str, group: &str, id: &str) -> Result<()> {
+    pub async fn redrive_group_dead_letter(
+        &self,
+        channel: &str,
+        group: &str,
+        id: &str,
+    ) -> Result<()> {
         self.client
             .redrive_group_dead_letter(channel, group, id)
             .await
@@ -426,9 +457,18 @@ impl Mgmt {
     /// m.delete_group_dead_letter("orders", "billing", &id).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn delete_group_dead_letter(&self, channel: &str, group: &str, id: &str) -> Result<()> {
+    pub async fn delete_group_dead_letter(
+        &self,
+        channel: &str,
+        group: &str,
+        id: &str,
+    ) -> Result<()> {
         self.client
-            .delete(&format!("{}/dead-letters/{}", group_path(channel, group), enc(id)))
+            .delete(&format!(
+                "{}/dead-letters/{}",
+                group_path(channel, group),
+                enc(id)
+            ))
             .await
     }
 }

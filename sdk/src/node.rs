@@ -237,5 +237,4 @@ impl Node {
             e.shutdown().await;
         }
     }
-
 }

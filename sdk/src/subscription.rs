@@ -192,7 +192,11 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    pub(crate) async fn start(ch: Channel, group: &str, opts: SubscribeOptions) -> Result<Subscription> {
+    pub(crate) async fn start(
+        ch: Channel,
+        group: &str,
+        opts: SubscribeOptions,
+    ) -> Result<Subscription> {
         if opts.credit == 0 || opts.credit > 10_000 {
             return Err(Error::new(
                 crate::ErrorKind::BadRequest,
@@ -218,7 +222,12 @@ impl Subscription {
         };
         let task = {
             #[cfg(feature = "embedded")]
-            let embedded = ch.node().inner.embedded.as_ref().map(|e| e.service().clone());
+            let embedded = ch
+                .node()
+                .inner
+                .embedded
+                .as_ref()
+                .map(|e| e.service().clone());
             #[cfg(not(feature = "embedded"))]
             let embedded: Option<()> = None;
             match embedded {
@@ -300,5 +309,3 @@ impl futures::Stream for Subscription {
         self.rx.poll_recv(cx)
     }
 }
-
-

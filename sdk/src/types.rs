@@ -115,4 +115,3 @@ pub struct Settled {
     /// Ids not leased by the group.
     pub not_found: Vec<String>,
 }
-

@@ -14,7 +14,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The subscription's name on each connection.
 const NAME: &str = "sdk";
@@ -23,10 +24,13 @@ const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 async fn connect(client: &Client) -> Result<Ws> {
     let url = client.ws_url("/v1/ws");
-    let mut req = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| Error::new(ErrorKind::BadRequest, format!("bad WebSocket URL {url}: {e}")).with_source(e))?;
+    let mut req = url.as_str().into_client_request().map_err(|e| {
+        Error::new(
+            ErrorKind::BadRequest,
+            format!("bad WebSocket URL {url}: {e}"),
+        )
+        .with_source(e)
+    })?;
     if let Some(k) = client.api_key() {
         if let Ok(v) = k.parse() {
             req.headers_mut().insert("x-api-key", v);
@@ -69,11 +73,18 @@ fn frame_error(v: &Value) -> Error {
         "backlog_full" => 429,
         _ => 503,
     };
-    Error::from_status(status, Some(code), v["message"].as_str().unwrap_or_default().to_string())
+    Error::from_status(
+        status,
+        Some(code),
+        v["message"].as_str().unwrap_or_default().to_string(),
+    )
 }
 
 fn lease_until(v: &Value) -> Instant {
-    let ms = v["lease_ms"].as_u64().map(Duration::from_millis).unwrap_or(DEFAULT_LEASE);
+    let ms = v["lease_ms"]
+        .as_u64()
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_LEASE);
     Instant::now() + ms
 }
 
@@ -85,7 +96,13 @@ enum Ended {
 }
 
 /// Runs a subscription until it is stopped or ends for good.
-pub(crate) async fn drive(client: Client, channel: String, group: String, credit: usize, io: DriverIo) {
+pub(crate) async fn drive(
+    client: Client,
+    channel: String,
+    group: String,
+    credit: usize,
+    io: DriverIo,
+) {
     let DriverIo {
         out,
         mut reqs,
@@ -156,7 +173,9 @@ pub(crate) async fn drive(client: Client, channel: String, group: String, credit
                     break 'conn Ended::Done;
                 }
             }
-            let wake = hand.next_expiry().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let wake = hand
+                .next_expiry()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = stop.changed() => break 'conn Ended::Done,
                 r = reqs.recv() => match r {
@@ -208,8 +227,18 @@ async fn subscribe(client: &Client, channel: &str, group: &str, credit: usize) -
                 }
             }
             Ok(Some(Ok(_))) => {}
-            Ok(_) => return Err(Error::new(ErrorKind::Connect, "connection closed while subscribing")),
-            Err(_) => return Err(Error::new(ErrorKind::Connect, "no answer to subscribe within 30s")),
+            Ok(_) => {
+                return Err(Error::new(
+                    ErrorKind::Connect,
+                    "connection closed while subscribing",
+                ))
+            }
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Connect,
+                    "no answer to subscribe within 30s",
+                ))
+            }
         }
     }
 }

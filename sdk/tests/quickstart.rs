@@ -51,9 +51,21 @@ async fn quick_start(mode: Mode) {
         );
     }
     for n in 0..N {
-        let r = a_chat.send(&Line { from: "alice".into(), n }).await.unwrap();
+        let r = a_chat
+            .send(&Line {
+                from: "alice".into(),
+                n,
+            })
+            .await
+            .unwrap();
         assert_eq!(r.receivers, vec!["bob".to_string()]);
-        b_chat.send(&Line { from: "bob".into(), n }).await.unwrap();
+        b_chat
+            .send(&Line {
+                from: "bob".into(),
+                n,
+            })
+            .await
+            .unwrap();
     }
     eventually(Duration::from_secs(30), "every line handled", || {
         let n = got.lock().unwrap().len();
@@ -73,7 +85,11 @@ async fn quick_start(mode: Mode) {
                 l.n
             })
             .collect();
-        assert_eq!(lines, (0..N).collect::<Vec<_>>(), "{me} got {other}'s lines once, in order");
+        assert_eq!(
+            lines,
+            (0..N).collect::<Vec<_>>(),
+            "{me} got {other}'s lines once, in order"
+        );
     }
     // Acknowledged once each: the group is settled and the agents counted N acks.
     for n in [&alice, &bob] {
@@ -89,7 +105,12 @@ async fn quick_start(mode: Mode) {
         .unwrap();
         assert_eq!(g.in_flight, 0);
         let stats = mgmt.stats().await.unwrap();
-        assert_eq!(stats.counters["group_acks"], i64::from(N), "{}: one ack per message", n.id());
+        assert_eq!(
+            stats.counters["group_acks"],
+            i64::from(N),
+            "{}: one ack per message",
+            n.id()
+        );
         assert_eq!(stats.counters["group_redeliveries"], 0);
     }
     for h in handlers {

@@ -20,8 +20,8 @@ use std::time::Duration;
 /// Request headers with this prefix become message headers.
 pub const HEADER_PREFIX: &str = "rmds-header-";
 
-pub(super) use crate::service::{parse_bounded, parse_duration};
 pub(super) use crate::service::{check_reader, Draft};
+pub(super) use crate::service::{parse_bounded, parse_duration};
 
 pub(super) fn channel(ch: &str) -> Result<Channel, ApiError> {
     Ok(Channel::new(ch)?)
@@ -73,16 +73,16 @@ pub async fn publish(
         .map(String::from);
     let published = state
         .publish(
-        &channel,
-        Draft {
-            payload: body.to_vec(),
-            content_type,
-            headers: message_headers(&headers),
-            ttl,
-            idempotency_key,
-        },
-    )
-    .await?;
+            &channel,
+            Draft {
+                payload: body.to_vec(),
+                content_type,
+                headers: message_headers(&headers),
+                ttl,
+                idempotency_key,
+            },
+        )
+        .await?;
     Ok((published.status(), Json(published.to_json())).into_response())
 }
 

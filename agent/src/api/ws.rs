@@ -507,7 +507,10 @@ async fn pump(
                 return;
             }
             held_lock(&held).insert(m.entry.id.clone(), m.until);
-            let lease_ms = m.until.saturating_duration_since(Instant::now()).as_millis() as u64;
+            let lease_ms = m
+                .until
+                .saturating_duration_since(Instant::now())
+                .as_millis() as u64;
             let frame = json!({
                 "type": "message", "subscription": name, "message": message_json(&channel, &m),
                 "lease_ms": lease_ms,

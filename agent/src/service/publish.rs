@@ -248,9 +248,7 @@ impl Service {
         }
         for (r, items) in enqueue {
             if let Ok(r) = NodeId::new(r) {
-                self.delivery
-                    .enqueued_many(r, channel.clone(), items)
-                    .await;
+                self.delivery.enqueued_many(r, channel.clone(), items).await;
             }
         }
         Ok(results)

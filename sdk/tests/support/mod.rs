@@ -70,15 +70,19 @@ pub async fn node(net: &TestNet, mode: Mode, id: &str) -> Node {
 /// Waits until `node` knows `peer` as an online reader of `channel`.
 pub async fn wait_reader(node: &Node, channel: &str, peer: &str) {
     let mgmt = node.mgmt();
-    eventually(Duration::from_secs(20), &format!("{peer} reads {channel}"), || {
-        let mgmt = mgmt.clone();
-        async move {
-            let subs = mgmt.subscribers(channel).await.ok()?;
-            subs.iter()
-                .any(|s| s.node == peer && s.online && s.role != Role::Writer)
-                .then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(20),
+        &format!("{peer} reads {channel}"),
+        || {
+            let mgmt = mgmt.clone();
+            async move {
+                let subs = mgmt.subscribers(channel).await.ok()?;
+                subs.iter()
+                    .any(|s| s.node == peer && s.online && s.role != Role::Writer)
+                    .then_some(())
+            }
+        },
+    )
     .await
     .expect("reader discovered");
 }
