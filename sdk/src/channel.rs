@@ -26,8 +26,8 @@ pub struct SendOptions {
 /// A channel this node has joined. Cheap to clone.
 ///
 /// # Examples
-/// ```no_run
-/// # async fn demo(node: rmds::Node) -> rmds::Result<()> {
+/// ```
+/// # rmds::doc_support::run(|d| async move { let node = d.alice.clone();
 /// #[derive(serde::Serialize, serde::Deserialize)]
 /// struct Line { text: String }
 /// let chat = node.join("chat", rmds::Role::ReadWrite).await?;
@@ -38,7 +38,7 @@ pub struct SendOptions {
 ///     println!("{}: {}", m.sender, line.text);
 ///     Ok::<_, rmds::Error>(())
 /// }).await?;
-/// # Ok(()) }
+/// # Ok(()) });
 /// ```
 #[derive(Clone, Debug)]
 pub struct Channel {
@@ -59,10 +59,10 @@ impl Channel {
     /// The channel's name.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(chat: rmds::Channel) {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let chat = d.chat.clone();
     /// assert_eq!(chat.name(), "chat");
-    /// # }
+    /// # Ok(()) });
     /// ```
     pub fn name(&self) -> &str {
         &self.name
@@ -71,10 +71,10 @@ impl Channel {
     /// The role this node joined with.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(chat: rmds::Channel) {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let chat = d.chat.clone();
     /// assert!(chat.role().writes());
-    /// # }
+    /// # Ok(()) });
     /// ```
     pub fn role(&self) -> Role {
         self.role
@@ -83,10 +83,10 @@ impl Channel {
     /// The node this channel belongs to.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(chat: rmds::Channel) {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let chat = d.chat.clone();
     /// println!("on node {}", chat.node().id());
-    /// # }
+    /// # Ok(()) });
     /// ```
     pub fn node(&self) -> &Node {
         &self.node
@@ -96,11 +96,11 @@ impl Channel {
     /// every reader node in order, exactly once.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(chat: rmds::Channel) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let chat = d.chat.clone();
     /// let r = chat.send(&serde_json::json!({"text": "hi"})).await?;
     /// println!("{} for {:?}", r.id, r.receivers);
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<Receipt> {
         let body = serde_json::to_vec(value).map_err(|e| {
@@ -119,10 +119,10 @@ impl Channel {
     /// Sends raw bytes (`application/octet-stream`).
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(chat: rmds::Channel) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let chat = d.chat.clone();
     /// chat.send_bytes(vec![0u8, 1, 2]).await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn send_bytes(&self, payload: impl Into<Vec<u8>>) -> Result<Receipt> {
         self.send_with(payload, SendOptions::default()).await
@@ -131,10 +131,10 @@ impl Channel {
     /// Sends text (`text/plain; charset=utf-8`).
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(chat: rmds::Channel) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let chat = d.chat.clone();
     /// chat.send_text("hello").await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn send_text(&self, text: &str) -> Result<Receipt> {
         self.send_with(
@@ -151,8 +151,8 @@ impl Channel {
     /// headers and a timeout.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(chat: rmds::Channel) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let chat = d.chat.clone();
     /// use std::time::Duration;
     /// let opts = rmds::SendOptions {
     ///     content_type: Some("text/plain".into()),
@@ -162,7 +162,7 @@ impl Channel {
     ///     timeout: Some(Duration::from_secs(2)),
     /// };
     /// chat.send_with("order 42 shipped", opts).await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn send_with(
         &self,
@@ -206,11 +206,11 @@ impl Channel {
     /// its own result, in order.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(chat: rmds::Channel) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let chat = d.chat.clone();
     /// let results = chat.send_batch(&[serde_json::json!({"n": 1}), serde_json::json!({"n": 2})]).await?;
     /// assert!(results.iter().all(|r| r.is_ok()));
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn send_batch<T: Serialize>(&self, items: &[T]) -> Result<Vec<Result<Receipt>>> {
         #[cfg(feature = "embedded")]
@@ -251,16 +251,17 @@ impl Channel {
     /// unsettled at once. It reconnects by itself when the agent restarts.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(chat: rmds::Channel) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let chat = d.chat.clone();
     /// use futures::StreamExt;
     /// let mut sub = chat.subscribe("audit", rmds::SubscribeOptions { credit: 10, ..Default::default() }).await?;
-    /// while let Some(m) = sub.next().await {
+    /// # d.bob_chat.send_text("hi alice").await?;
+    /// if let Some(m) = sub.next().await {
     ///     let m = m?;
     ///     println!("{}", m.text()?);
     ///     m.ack().await?;
     /// }
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn subscribe(&self, group: &str, opts: SubscribeOptions) -> Result<Subscription> {
         Subscription::start(self.clone(), group, opts).await
@@ -272,15 +273,16 @@ impl Channel {
     /// itself. Returns at once; the [`Handler`] stops it.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(chat: rmds::Channel) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let chat = d.chat.clone();
     /// let h = chat.on_message("printer", |m| async move {
     ///     println!("{}: {}", m.sender, m.text()?);
     ///     Ok::<_, rmds::Error>(())
     /// }).await?;
-    /// tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-    /// h.stop().await;
-    /// # Ok(()) }
+    /// # d.bob_chat.send_text("hi alice").await?;
+    /// tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    /// h.stop().await?;
+    /// # Ok(()) });
     /// ```
     pub async fn on_message<F, Fut, E>(&self, group: &str, handler: F) -> Result<Handler>
     where
@@ -296,14 +298,14 @@ impl Channel {
     /// group's settings).
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(jobs: rmds::Channel) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let jobs = d.chat.clone();
     /// let opts = rmds::SubscribeOptions { credit: 32, concurrency: 8, ..Default::default() };
     /// jobs.on_message_with("workers", opts, |m| async move {
     ///     println!("job {}", m.id);
     ///     Ok::<_, rmds::Error>(())
     /// }).await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn on_message_with<F, Fut, E>(
         &self,
@@ -324,10 +326,10 @@ impl Channel {
     /// Leaves the channel.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(chat: rmds::Channel) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let chat = d.chat.clone();
     /// chat.leave().await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn leave(&self) -> Result<()> {
         self.node.leave(&self.name).await

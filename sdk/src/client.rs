@@ -14,16 +14,16 @@ pub const REQUEST_MARKER: &str = "x-rmds-request";
 /// uses [`Node`](crate::Node) and [`Channel`](crate::Channel) instead. Cheap to clone.
 ///
 /// # Examples
-/// ```no_run
-/// # async fn demo() -> Result<(), rmds::Error> {
-/// let client = rmds::Client::new("http://127.0.0.1:7700");
+/// ```
+/// # rmds::doc_support::run(|d| async move { let url = d.url();
+/// let client = rmds::Client::new(&url); // url: e.g. "http://127.0.0.1:7700"
 /// client.join("chat", rmds::Role::ReadWrite).await?;
 /// let receipt = client.publish_json("chat", &serde_json::json!({"text": "hi"})).await?;
 /// println!("stored as {} for {:?}", receipt.id, receipt.receivers);
-/// for m in client.pull("chat", "default", 10, std::time::Duration::from_secs(5)).await? {
+/// for m in client.pull("chat", "default", 10, std::time::Duration::from_millis(200)).await? {
 ///     m.ack().await?;
 /// }
-/// # Ok(()) }
+/// # Ok(()) });
 /// ```
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -129,6 +129,14 @@ impl Client {
     }
 
     /// `GET /healthz`.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// let h = client.health().await?;
+    /// assert_eq!(h["node_id"], "alice");
+    /// # Ok(()) });
+    /// ```
     pub async fn health(&self) -> Result<serde_json::Value, Error> {
         let r = self
             .http
@@ -140,6 +148,13 @@ impl Client {
     }
 
     /// Joins `channel` with `role` (idempotent).
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// client.join("news", rmds::Role::Writer).await?;
+    /// # Ok(()) });
+    /// ```
     pub async fn join(&self, channel: &str, role: Role) -> Result<(), Error> {
         let r = self
             .http
@@ -152,6 +167,13 @@ impl Client {
     }
 
     /// Leaves `channel`.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// client.leave("chat").await?;
+    /// # Ok(()) });
+    /// ```
     pub async fn leave(&self, channel: &str) -> Result<(), Error> {
         let r = self
             .http
@@ -163,6 +185,14 @@ impl Client {
     }
 
     /// Publishes raw bytes with a content type; durable when this returns Ok.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// let r = client.publish_bytes("chat", b"\x00\x01".to_vec(), "application/octet-stream", None).await?;
+    /// assert_eq!(r.receivers, ["bob"]);
+    /// # Ok(()) });
+    /// ```
     pub async fn publish_bytes(
         &self,
         channel: &str,
@@ -184,6 +214,20 @@ impl Client {
 
     /// Publishes with every option. With an idempotency key, retrying after an
     /// ambiguous failure (timeout, agent crash) never stores the message twice.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// let opts = rmds::PublishOptions {
+    ///     content_type: "text/plain".into(),
+    ///     idempotency_key: Some("order-7".into()),
+    ///     ..Default::default()
+    /// };
+    /// let first = client.publish_with("chat", b"order 7".to_vec(), &opts).await?;
+    /// let again = client.publish_with("chat", b"order 7".to_vec(), &opts).await?;
+    /// assert_eq!((again.id, again.duplicate), (first.id, true));
+    /// # Ok(()) });
+    /// ```
     pub async fn publish_with(
         &self,
         channel: &str,
@@ -211,6 +255,13 @@ impl Client {
     }
 
     /// Publishes text.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// client.publish_text("chat", "hello").await?;
+    /// # Ok(()) });
+    /// ```
     pub async fn publish_text(&self, channel: &str, text: &str) -> Result<Receipt, Error> {
         self.publish_bytes(
             channel,
@@ -222,6 +273,13 @@ impl Client {
     }
 
     /// Publishes a JSON value.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// client.publish_json("chat", &serde_json::json!({"text": "hi"})).await?;
+    /// # Ok(()) });
+    /// ```
     pub async fn publish_json<T: Serialize>(
         &self,
         channel: &str,
@@ -235,6 +293,14 @@ impl Client {
     }
 
     /// Publishes many JSON payloads in one request; returns the raw per-item results.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// let r = client.publish_batch("chat", &[1, 2, 3]).await?;
+    /// assert_eq!(r["accepted"], 3);
+    /// # Ok(()) });
+    /// ```
     pub async fn publish_batch<T: Serialize>(
         &self,
         channel: &str,
@@ -251,6 +317,15 @@ impl Client {
     }
 
     /// Pulls up to `max` messages for `group`, waiting up to `wait` for the first.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.bob.client().clone();
+    /// # d.chat.send_text("hi bob").await?;
+    /// let msgs = client.pull("chat", "default", 10, std::time::Duration::from_secs(5)).await?;
+    /// for m in &msgs { m.ack().await?; }
+    /// # Ok(()) });
+    /// ```
     pub async fn pull(
         &self,
         channel: &str,
@@ -313,12 +388,33 @@ impl Client {
     }
 
     /// Acknowledges messages: they are never delivered to `group` again.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.bob.client().clone();
+    /// # d.chat.send_text("hi bob").await?;
+    /// let msgs = client.pull("chat", "default", 10, std::time::Duration::from_secs(5)).await?;
+    /// let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
+    /// let done = client.ack("chat", "default", &ids).await?;
+    /// assert_eq!(done.applied, ids);
+    /// # Ok(()) });
+    /// ```
     pub async fn ack(&self, channel: &str, group: &str, ids: &[String]) -> Result<Settled, Error> {
         self.settle_ids(crate::message::Op::Ack, channel, group, ids, None, None)
             .await
     }
 
     /// Gives messages back for redelivery after `delay`.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.bob.client().clone();
+    /// # d.chat.send_text("hi bob").await?;
+    /// let msgs = client.pull("chat", "default", 10, std::time::Duration::from_secs(5)).await?;
+    /// let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
+    /// client.nack("chat", "default", &ids, std::time::Duration::from_secs(1)).await?;
+    /// # Ok(()) });
+    /// ```
     pub async fn nack(
         &self,
         channel: &str,
@@ -338,12 +434,31 @@ impl Client {
     }
 
     /// Stops delivering messages to `group` without processing them.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.bob.client().clone();
+    /// # d.chat.send_text("hi bob").await?;
+    /// let msgs = client.pull("chat", "default", 10, std::time::Duration::from_secs(5)).await?;
+    /// let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
+    /// client.term("chat", "default", &ids).await?;
+    /// # Ok(()) });
+    /// ```
     pub async fn term(&self, channel: &str, group: &str, ids: &[String]) -> Result<Settled, Error> {
         self.settle_ids(crate::message::Op::Term, channel, group, ids, None, None)
             .await
     }
 
     /// Per-receiver status of a message published from this node.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// let id = client.publish_text("chat", "hi").await?.id;
+    /// let st = client.status(&id).await?;
+    /// assert_eq!(st["receivers"][0]["receiver"], "bob");
+    /// # Ok(()) });
+    /// ```
     pub async fn status(&self, id: &str) -> Result<serde_json::Value, Error> {
         let r = self
             .http
@@ -355,6 +470,14 @@ impl Client {
     }
 
     /// `GET` any JSON path of the API (e.g. `/v1/stats`).
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// let nodes = client.get_json("/v1/nodes").await?;
+    /// assert!(nodes["nodes"].is_array());
+    /// # Ok(()) });
+    /// ```
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, Error> {
         let r = self
             .http
@@ -366,6 +489,14 @@ impl Client {
     }
 
     /// POSTs a JSON body to an API path and returns the JSON answer.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// let answer = client.post_json("/v1/purge", &serde_json::json!({"what": "sent", "scope": "self"})).await?;
+    /// assert_eq!(answer["applied"][0]["node"], "alice");
+    /// # Ok(()) });
+    /// ```
     pub async fn post_json(
         &self,
         path: &str,
@@ -382,6 +513,14 @@ impl Client {
     }
 
     /// DELETEs an API path.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// client.create_group("chat", "tmp", &Default::default()).await?;
+    /// client.delete("/v1/channels/chat/groups/tmp").await?;
+    /// # Ok(()) });
+    /// ```
     pub async fn delete(&self, path: &str) -> Result<(), Error> {
         let r = self
             .http
@@ -396,6 +535,15 @@ impl Client {
     }
 
     /// Creates a consumer group on `channel` (409 `conflict` when it exists).
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// let opts = rmds::GroupOptions { max_in_flight: Some(1), ..Default::default() };
+    /// let g = client.create_group("chat", "ordered", &opts).await?;
+    /// assert_eq!(g["max_in_flight"], 1);
+    /// # Ok(()) });
+    /// ```
     pub async fn create_group(
         &self,
         channel: &str,
@@ -436,6 +584,14 @@ impl Client {
     }
 
     /// Creates a consumer group unless it exists already (then it is left as it is).
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// client.ensure_group("chat", "ui", &Default::default()).await?;
+    /// client.ensure_group("chat", "ui", &Default::default()).await?; // exists: left as it is
+    /// # Ok(()) });
+    /// ```
     pub async fn ensure_group(
         &self,
         channel: &str,
@@ -450,6 +606,15 @@ impl Client {
     }
 
     /// A group's position, backlog and settings.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// client.ensure_group("chat", "ui", &Default::default()).await?;
+    /// let g = client.group("chat", "ui").await?;
+    /// println!("pending {}", g["pending"]);
+    /// # Ok(()) });
+    /// ```
     pub async fn group(&self, channel: &str, name: &str) -> Result<serde_json::Value, Error> {
         self.get_json(&format!(
             "/v1/channels/{}/groups/{}",
@@ -460,6 +625,14 @@ impl Client {
     }
 
     /// Deletes a group.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// client.ensure_group("chat", "ui", &Default::default()).await?;
+    /// client.delete_group("chat", "ui").await?;
+    /// # Ok(()) });
+    /// ```
     pub async fn delete_group(&self, channel: &str, name: &str) -> Result<(), Error> {
         self.delete(&format!(
             "/v1/channels/{}/groups/{}",
@@ -470,6 +643,14 @@ impl Client {
     }
 
     /// Moves a group's position (replay from `start`).
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// client.ensure_group("chat", "ui", &Default::default()).await?;
+    /// client.reset_group("chat", "ui", rmds::GroupStart::Earliest).await?;
+    /// # Ok(()) });
+    /// ```
     pub async fn reset_group(
         &self,
         channel: &str,
@@ -492,6 +673,14 @@ impl Client {
     }
 
     /// A group's dead letters.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.bob.client().clone();
+    /// # d.group_dead_letter().await;
+    /// for dead in client.group_dead_letters("chat", "dlq").await? { println!("{}", dead["reason"]); }
+    /// # Ok(()) });
+    /// ```
     pub async fn group_dead_letters(
         &self,
         channel: &str,
@@ -508,6 +697,14 @@ impl Client {
     }
 
     /// Delivers a group's dead letter again, once.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.bob.client().clone();
+    /// # let id = d.group_dead_letter().await;
+    /// client.redrive_group_dead_letter("chat", "dlq", &id).await?;
+    /// # Ok(()) });
+    /// ```
     pub async fn redrive_group_dead_letter(
         &self,
         channel: &str,
@@ -527,6 +724,14 @@ impl Client {
     }
 
     /// `/v1/stats`.
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let client = d.alice.client().clone();
+    /// let s = client.stats().await?;
+    /// println!("published {}", s["published"]);
+    /// # Ok(()) });
+    /// ```
     pub async fn stats(&self) -> Result<serde_json::Value, Error> {
         self.get_json("/v1/stats").await
     }

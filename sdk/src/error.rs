@@ -78,6 +78,12 @@ impl std::error::Error for Error {
 
 impl Error {
     /// An error of `kind` with a message and no cause.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = rmds::Error::new(rmds::ErrorKind::Timeout, "no answer within 2s");
+    /// assert_eq!(e.kind, rmds::ErrorKind::Timeout);
+    /// ```
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error {
             kind,
@@ -89,6 +95,12 @@ impl Error {
     }
 
     /// The error the agent answered with `status` (the kind follows from it).
+    ///
+    /// # Examples
+    /// ```
+    /// let e = rmds::Error::from_status(429, Some("backlog_full".into()), "retry later".into());
+    /// assert_eq!(e.kind, rmds::ErrorKind::Backpressure);
+    /// ```
     pub fn from_status(status: u16, code: Option<String>, message: String) -> Error {
         let kind = match status {
             401 => ErrorKind::Unauthorized,
@@ -110,6 +122,14 @@ impl Error {
     }
 
     /// Keeps `source` as the cause.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::error::Error as _;
+    /// let io = std::io::Error::other("disk full");
+    /// let e = rmds::Error::new(rmds::ErrorKind::Server, "cannot store").with_source(io);
+    /// assert_eq!(e.source().unwrap().to_string(), "disk full");
+    /// ```
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Error {
         self.source = Some(Arc::new(source));
         self

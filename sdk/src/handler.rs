@@ -14,14 +14,14 @@ use tokio::task::JoinSet;
 /// subscription ends.
 ///
 /// # Examples
-/// ```no_run
-/// # async fn demo(chat: rmds::Channel) -> rmds::Result<()> {
+/// ```
+/// # rmds::doc_support::run(|d| async move { let chat = d.chat.clone();
 /// let h = chat.on_message("log", |m| async move {
 ///     println!("{}", m.text()?);
 ///     Ok::<_, rmds::Error>(())
 /// }).await?;
 /// h.stop().await?;
-/// # Ok(()) }
+/// # Ok(()) });
 /// ```
 #[derive(Debug)]
 pub struct Handler {
@@ -44,6 +44,14 @@ impl Handler {
     /// Stops taking messages, waits for the handlers in progress to finish and
     /// settle, and ends the subscription. Answers the error that ended it early, if
     /// any (the group was deleted, this node left the channel).
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let chat = d.chat.clone();
+    /// let h = chat.on_message("log", |m| async move { println!("{}", m.id); Ok::<_, rmds::Error>(()) }).await?;
+    /// h.stop().await?;
+    /// # Ok(()) });
+    /// ```
     pub async fn stop(self) -> Result<()> {
         let _ = self.stop.send(true);
         self.task
@@ -53,6 +61,18 @@ impl Handler {
 
     /// Waits until the subscription ends by itself (it reconnects across agent
     /// restarts, so this is an error or a stop from elsewhere).
+    ///
+    /// # Examples
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let chat = d.bob_chat.clone();
+    /// let h = chat.on_message("log", |m| async move { println!("{}", m.id); Ok::<_, rmds::Error>(()) }).await?;
+    /// // The subscription ends when its group is deleted.
+    /// let waiting = tokio::spawn(h.wait());
+    /// chat.node().mgmt().delete_group("chat", "log").await?;
+    /// let ended = waiting.await.unwrap();
+    /// assert_eq!(ended.unwrap_err().kind, rmds::ErrorKind::NotFound);
+    /// # Ok(()) });
+    /// ```
     pub async fn wait(self) -> Result<()> {
         let Handler { stop, task } = self;
         let r = task

@@ -8,14 +8,14 @@
 //! message in order, exactly once; a message comes back until it is acknowledged.
 //!
 //! ## A sidecar agent
-//! ```no_run
+//! ```
 //! use futures::StreamExt;
 //!
 //! #[derive(serde::Serialize, serde::Deserialize)]
 //! struct Line { text: String }
 //!
-//! # async fn demo() -> rmds::Result<()> {
-//! let node = rmds::Node::connect("http://127.0.0.1:7700").await?;
+//! # rmds::doc_support::run(|d| async move { let url = d.url();
+//! let node = rmds::Node::connect(&url).await?; // url: e.g. "http://127.0.0.1:7700"
 //! let chat = node.join("chat", rmds::Role::ReadWrite).await?;
 //!
 //! // Send: stored in this node's outbox when the call returns.
@@ -32,48 +32,54 @@
 //!
 //! // Or a stream with credit-based flow control.
 //! let mut sub = chat.subscribe("audit", rmds::SubscribeOptions { credit: 10, ..Default::default() }).await?;
-//! while let Some(m) = sub.next().await {
+//! # d.bob_chat.send(&Line { text: "hi alice".into() }).await?;
+//! if let Some(m) = sub.next().await {
 //!     let m = m?;
-//!     println!("{}", m.text()?);
+//!     println!("{}: {}", m.sender, m.json::<Line>()?.text);
 //!     m.ack().await?;
 //! }
-//! # Ok(()) }
+//! # Ok(()) });
 //! ```
 //!
 //! ## An embedded agent (feature `embedded`)
-//! ```no_run
-//! # #[cfg(feature = "embedded")]
-//! # async fn demo() -> rmds::Result<()> {
+//! ```
+//! # rmds::doc_support::run(|d| async move { let url = d.url();
+//! # let (data_dir, nats_url) = (d.data_dir("carol"), d.nats_url());
 //! let mut config = rmds::agent::config::Config::default();
-//! config.node_id = "alice".into();
-//! config.data_dir = "/var/lib/alice".into();
-//! config.listen = "127.0.0.1:0".parse().unwrap();
-//! config.nats.urls = vec!["nats://127.0.0.1:4222".into()];
+//! config.node_id = "carol".into();
+//! config.data_dir = data_dir; // e.g. "/var/lib/rmds"
+//! config.listen = "127.0.0.1:0".parse().unwrap(); // any free port
+//! config.nats.urls = vec![nats_url]; // e.g. "nats://127.0.0.1:4222"
 //! let node = rmds::Node::embedded(config).await?;
 //! let chat = node.join("chat", rmds::Role::ReadWrite).await?;
 //! chat.send_text("hello from inside the process").await?;
 //! node.shutdown().await;
-//! # Ok(()) }
+//! # Ok(()) });
 //! ```
 //!
 //! ## Management
-//! ```no_run
-//! # async fn demo(node: rmds::Node) -> rmds::Result<()> {
+//! ```
+//! # rmds::doc_support::run(|d| async move { let node = d.alice.clone();
 //! let mgmt = node.mgmt();
 //! for n in mgmt.nodes().await? {
 //!     println!("{} online={} channels={:?}", n.node_id, n.online, n.memberships);
 //! }
 //! mgmt.kick_channel("mallory", "chat").await?;
 //! mgmt.purge_sent(rmds::model::Scope::All).await?;
-//! # Ok(()) }
+//! # Ok(()) });
 //! ```
 //!
 //! The examples in `sdk/examples/` run against real agents: `chat.rs`, `worker.rs`
 //! (competing consumers) and `replay.rs` (a group read again from the start).
 //! [`Client`] is the low-level HTTP client underneath, one method per route.
 
+#![deny(missing_docs)]
+
 mod channel;
 mod client;
+#[cfg(feature = "embedded")]
+#[doc(hidden)]
+pub mod doc_support;
 #[cfg(feature = "embedded")]
 mod embedded;
 mod error;

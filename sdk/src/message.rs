@@ -10,18 +10,18 @@ use tokio::sync::{mpsc, oneshot};
 /// [`term`](Message::term)) or its lease (`ack_wait`) runs out.
 ///
 /// # Examples
-/// ```no_run
-/// # async fn demo(mut sub: rmds::Subscription) -> rmds::Result<()> {
+/// ```
+/// # rmds::doc_support::run(|d| async move { let mut sub = d.subscription().await;
 /// use futures::StreamExt;
 /// #[derive(serde::Deserialize)]
 /// struct Line { text: String }
-/// while let Some(msg) = sub.next().await {
+/// if let Some(msg) = sub.next().await {
 ///     let msg = msg?;
 ///     let line: Line = msg.json()?;
 ///     println!("{} says {}", msg.sender, line.text);
 ///     msg.ack().await?;
 /// }
-/// # Ok(()) }
+/// # Ok(()) });
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 pub struct Message {
@@ -135,6 +135,15 @@ impl Message {
     }
 
     /// The payload bytes (the same as [`Message::bytes`]).
+    ///
+    /// # Examples
+    /// ```
+    /// let m: rmds::Message = serde_json::from_value(serde_json::json!({
+    ///     "id": "01J", "channel": "chat", "sender": "alice", "offset": 1,
+    ///     "created_at": "2026-12-02T00:00:00Z", "content_type": "text/plain", "data": "hi"
+    /// })).unwrap();
+    /// assert_eq!(m.payload(), m.bytes());
+    /// ```
     pub fn payload(&self) -> Vec<u8> {
         self.bytes()
     }
@@ -188,11 +197,11 @@ impl Message {
     /// to another consumer after the lease ran out) is under `not_found`.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(msg: rmds::Message) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let msg = d.message().await;
     /// let settled = msg.ack().await?;
     /// assert_eq!(settled.applied, vec![msg.id.clone()]);
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn ack(&self) -> Result<Settled> {
         self.settle(Op::Ack, None, None).await
@@ -201,10 +210,10 @@ impl Message {
     /// Gives the message back: delivered again after `delay`.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(msg: rmds::Message) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let msg = d.message().await;
     /// msg.nack(std::time::Duration::from_secs(5)).await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn nack(&self, delay: Duration) -> Result<Settled> {
         self.settle(Op::Nack, Some(delay), None).await
@@ -214,10 +223,10 @@ impl Message {
     /// dead-letter queue keeps the last one.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(msg: rmds::Message) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let msg = d.message().await;
     /// msg.nack_with_error(std::time::Duration::ZERO, "database locked").await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn nack_with_error(&self, delay: Duration, error: &str) -> Result<Settled> {
         self.settle(Op::Nack, Some(delay), Some(error.to_string()))
@@ -227,10 +236,10 @@ impl Message {
     /// Never delivers the message to this group again without processing it.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(msg: rmds::Message) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let msg = d.message().await;
     /// msg.term().await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn term(&self) -> Result<Settled> {
         self.settle(Op::Term, None, None).await
@@ -239,10 +248,10 @@ impl Message {
     /// Still working: the lease runs for another `ack_wait` from now.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(msg: rmds::Message) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let msg = d.message().await;
     /// msg.extend().await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn extend(&self) -> Result<Settled> {
         self.settle(Op::Extend, None, None).await

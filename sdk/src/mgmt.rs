@@ -10,14 +10,14 @@ use serde_json::{json, Value};
 /// every call answers typed data, field for field as the REST API has it.
 ///
 /// # Examples
-/// ```no_run
-/// # async fn demo(node: rmds::Node) -> rmds::Result<()> {
+/// ```
+/// # rmds::doc_support::run(|d| async move { let node = d.alice.clone();
 /// let mgmt = node.mgmt();
 /// let t = mgmt.topology().await?;
 /// for (ch, m) in &t.channels {
 ///     println!("{ch}: readers {:?}, writers {:?}", m.readers, m.writers);
 /// }
-/// # Ok(()) }
+/// # Ok(()) });
 /// ```
 #[derive(Clone, Debug)]
 pub struct Mgmt {
@@ -44,10 +44,10 @@ impl Mgmt {
     /// `GET /healthz`: node id, NATS state and why it is not connected.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// println!("NATS is {}", m.health().await?.nats);
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn health(&self) -> Result<Health> {
         whole(self.client.health().await?)
@@ -56,11 +56,11 @@ impl Mgmt {
     /// `GET /v1/topology`: nodes with liveness, channels with readers and writers.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// let t = m.topology().await?;
     /// println!("{} nodes", t.nodes.len());
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn topology(&self) -> Result<Topology> {
         whole(self.client.get_json("/v1/topology").await?)
@@ -69,10 +69,11 @@ impl Mgmt {
     /// `GET /v1/nodes`: this node first, then every known peer.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// let offline: Vec<_> = m.nodes().await?.into_iter().filter(|n| !n.online).collect();
-    /// # Ok(()) }
+    /// assert!(offline.is_empty());
+    /// # Ok(()) });
     /// ```
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
         field(self.client.get_json("/v1/nodes").await?, "nodes")
@@ -81,10 +82,10 @@ impl Mgmt {
     /// `GET /v1/channels`: every known channel with this node's role.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// for c in m.channels().await? { println!("{} {} readers", c.channel, c.readers); }
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn channels(&self) -> Result<Vec<ChannelSummary>> {
         field(self.client.get_json("/v1/channels").await?, "channels")
@@ -93,10 +94,10 @@ impl Mgmt {
     /// `GET /v1/channels/{ch}`: a channel's members.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// println!("{:?}", m.channel("chat").await?.members);
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn channel(&self, channel: &str) -> Result<ChannelInfo> {
         whole(
@@ -109,10 +110,11 @@ impl Mgmt {
     /// `GET /v1/channels/{ch}/subscribers`: the nodes of a channel and their roles.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// let readers: Vec<_> = m.subscribers("chat").await?.into_iter().filter(|s| s.role.reads()).collect();
-    /// # Ok(()) }
+    /// assert_eq!(readers.len(), 2);
+    /// # Ok(()) });
     /// ```
     pub async fn subscribers(&self, channel: &str) -> Result<Vec<Member>> {
         field(
@@ -126,11 +128,11 @@ impl Mgmt {
     /// `GET /v1/stats`: the node's counters.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// let s = m.stats().await?;
     /// println!("published {}, delivered {}, duplicates {}", s.published, s.delivered, s.counters["duplicates"]);
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn stats(&self) -> Result<Stats> {
         whole(self.client.get_json("/v1/stats").await?)
@@ -139,10 +141,10 @@ impl Mgmt {
     /// `GET /v1/messages/{id}`: where a message published here stands per receiver.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt, id: String) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt(); let id = d.chat.send_text("hi").await?.id;
     /// for r in m.message(&id).await?.receivers { println!("{}: {}", r.receiver, r.state); }
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn message(&self, id: &str) -> Result<MessageStatus> {
         whole(self.client.status(id).await?)
@@ -155,11 +157,11 @@ impl Mgmt {
     /// Kicks `node` from every channel, on every agent; answers per node.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// let a = m.kick("mallory").await?;
     /// println!("applied on {:?}", a.applied.iter().map(|n| &n.node).collect::<Vec<_>>());
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn kick(&self, node: &str) -> Result<MgmtAnswer> {
         self.command(&format!("/v1/nodes/{}/kick", enc(node)), json!({}))
@@ -169,10 +171,10 @@ impl Mgmt {
     /// Kicks `node` from one channel, on every agent.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// m.kick_channel("mallory", "chat").await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn kick_channel(&self, node: &str, channel: &str) -> Result<MgmtAnswer> {
         self.command(
@@ -185,11 +187,11 @@ impl Mgmt {
     /// Purges outboxes: `what` on the nodes of `scope`.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// use rmds::model::{PurgeWhat, Scope};
     /// m.purge(PurgeWhat::Sent, Scope::Node("bob".into())).await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn purge(&self, what: PurgeWhat, scope: Scope) -> Result<MgmtAnswer> {
         self.command("/v1/purge", json!({"what": what, "scope": scope.wire()}))
@@ -199,10 +201,10 @@ impl Mgmt {
     /// Purges queued messages and records of delivered ones.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// m.purge_all(rmds::model::Scope::This).await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn purge_all(&self, scope: Scope) -> Result<MgmtAnswer> {
         self.purge(PurgeWhat::All, scope).await
@@ -211,10 +213,10 @@ impl Mgmt {
     /// Deletes records of delivered messages.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// m.purge_sent(rmds::model::Scope::All).await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn purge_sent(&self, scope: Scope) -> Result<MgmtAnswer> {
         self.purge(PurgeWhat::Sent, scope).await
@@ -223,10 +225,10 @@ impl Mgmt {
     /// Drops, on purpose, what no receiver has acknowledged yet.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// m.purge_queue(rmds::model::Scope::This).await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn purge_queue(&self, scope: Scope) -> Result<MgmtAnswer> {
         self.purge(PurgeWhat::Queued, scope).await
@@ -235,10 +237,10 @@ impl Mgmt {
     /// `GET /v1/audit`: management commands this node applied, newest first.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// for e in m.audit().await? { println!("{} by {}: {}", e.kind, e.issuer, e.detail); }
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn audit(&self) -> Result<Vec<AuditEntry>> {
         field(self.client.get_json("/v1/audit").await?, "audit")
@@ -247,10 +249,10 @@ impl Mgmt {
     /// The sender's dead letters (deliveries given up on), oldest first.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// for d in m.dead_letters().await? { println!("{} to {}: {}", d.id, d.receiver, d.reason); }
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
         field(
@@ -262,10 +264,13 @@ impl Mgmt {
     /// One message's dead letters, with its status.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt, id: String) -> rmds::Result<()> {
-    /// let (dead, status) = m.dead_letter(&id).await?;
-    /// # Ok(()) }
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
+    /// for d in m.dead_letters().await? {
+    ///     let (dead, status) = m.dead_letter(&d.id).await?;
+    ///     println!("{} dead letters, {} receivers", dead.len(), status.receivers.len());
+    /// }
+    /// # Ok(()) });
     /// ```
     pub async fn dead_letter(&self, id: &str) -> Result<(Vec<DeadLetter>, MessageStatus)> {
         let v = self
@@ -278,10 +283,12 @@ impl Mgmt {
     /// Queues a dead message again for the receivers it missed; answers them.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt, id: String) -> rmds::Result<()> {
-    /// let receivers = m.redrive(&id).await?;
-    /// # Ok(()) }
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
+    /// for d in m.dead_letters().await? {
+    ///     println!("{} queued again for {:?}", d.id, m.redrive(&d.id).await?);
+    /// }
+    /// # Ok(()) });
     /// ```
     pub async fn redrive(&self, id: &str) -> Result<Vec<String>> {
         let v = self
@@ -294,10 +301,12 @@ impl Mgmt {
     /// Deletes a message's dead letters.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt, id: String) -> rmds::Result<()> {
-    /// m.delete_dead_letter(&id).await?;
-    /// # Ok(()) }
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
+    /// for d in m.dead_letters().await? {
+    ///     m.delete_dead_letter(&d.id).await?;
+    /// }
+    /// # Ok(()) });
     /// ```
     pub async fn delete_dead_letter(&self, id: &str) -> Result<()> {
         self.client
@@ -308,10 +317,10 @@ impl Mgmt {
     /// The consumer groups of a channel.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// for g in m.groups("chat").await? { println!("{}: {} pending", g.name, g.pending); }
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn groups(&self, channel: &str) -> Result<Vec<GroupInfo>> {
         field(
@@ -325,11 +334,12 @@ impl Mgmt {
     /// A group's position, backlog, in-flight messages, consumers and settings.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
+    /// # m.create_group("chat", "default", &Default::default()).await.ok();
     /// let g = m.group("chat", "default").await?;
     /// println!("acknowledged up to {}", g.ack_floor);
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn group(&self, channel: &str, group: &str) -> Result<GroupInfo> {
         whole(self.client.get_json(&group_path(channel, group)).await?)
@@ -338,11 +348,11 @@ impl Mgmt {
     /// Creates a group ([`ErrorKind::Conflict`](crate::ErrorKind::Conflict) when it exists).
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
     /// let opts = rmds::GroupOptions { max_deliveries: Some(5), ..Default::default() };
-    /// m.create_group("orders", "billing", &opts).await?;
-    /// # Ok(()) }
+    /// m.create_group("chat", "billing", &opts).await?;
+    /// # Ok(()) });
     /// ```
     pub async fn create_group(
         &self,
@@ -356,10 +366,11 @@ impl Mgmt {
     /// Moves a group's position (replay from `start`).
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
-    /// m.reset_group("orders", "billing", rmds::GroupStart::Earliest).await?;
-    /// # Ok(()) }
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
+    /// # m.create_group("chat", "billing", &Default::default()).await?;
+    /// m.reset_group("chat", "billing", rmds::GroupStart::Earliest).await?;
+    /// # Ok(()) });
     /// ```
     pub async fn reset_group(
         &self,
@@ -373,10 +384,11 @@ impl Mgmt {
     /// Deletes a group.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
-    /// m.delete_group("orders", "billing").await?;
-    /// # Ok(()) }
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.alice.mgmt();
+    /// # m.create_group("chat", "billing", &Default::default()).await?;
+    /// m.delete_group("chat", "billing").await?;
+    /// # Ok(()) });
     /// ```
     pub async fn delete_group(&self, channel: &str, group: &str) -> Result<()> {
         self.client.delete_group(channel, group).await
@@ -385,10 +397,10 @@ impl Mgmt {
     /// A group's dead letters.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt) -> rmds::Result<()> {
-    /// for d in m.group_dead_letters("orders", "billing").await? { println!("{}: {:?}", d.id, d.last_error); }
-    /// # Ok(()) }
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.bob.mgmt(); d.group_dead_letter().await;
+    /// for d in m.group_dead_letters("chat", "dlq").await? { println!("{}: {}", d.id, d.reason); }
+    /// # Ok(()) });
     /// ```
     pub async fn group_dead_letters(
         &self,
@@ -406,11 +418,11 @@ impl Mgmt {
     /// One dead letter of a group, with its message.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt, id: String) -> rmds::Result<()> {
-    /// let (dead, msg) = m.group_dead_letter("orders", "billing", &id).await?;
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.bob.mgmt(); let id = d.group_dead_letter().await;
+    /// let (dead, msg) = m.group_dead_letter("chat", "dlq", &id).await?;
     /// println!("{} after {} deliveries: {}", msg.id, dead.deliveries, dead.reason);
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn group_dead_letter(
         &self,
@@ -432,10 +444,10 @@ impl Mgmt {
     /// Delivers a group's dead letter again, once.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt, id: String) -> rmds::Result<()> {
-    /// m.redrive_group_dead_letter("orders", "billing", &id).await?;
-    /// # Ok(()) }
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.bob.mgmt(); let id = d.group_dead_letter().await;
+    /// m.redrive_group_dead_letter("chat", "dlq", &id).await?;
+    /// # Ok(()) });
     /// ```
     pub async fn redrive_group_dead_letter(
         &self,
@@ -452,10 +464,10 @@ impl Mgmt {
     /// Deletes a group's dead letter.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(m: rmds::Mgmt, id: String) -> rmds::Result<()> {
-    /// m.delete_group_dead_letter("orders", "billing", &id).await?;
-    /// # Ok(()) }
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let m = d.bob.mgmt(); let id = d.group_dead_letter().await;
+    /// m.delete_group_dead_letter("chat", "dlq", &id).await?;
+    /// # Ok(()) });
     /// ```
     pub async fn delete_group_dead_letter(
         &self,

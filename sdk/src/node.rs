@@ -16,12 +16,12 @@ pub struct ConnectOptions {
 /// code written against one runs against the other. Cheap to clone.
 ///
 /// # Examples
-/// ```no_run
-/// # async fn demo() -> rmds::Result<()> {
-/// let node = rmds::Node::connect("http://127.0.0.1:7700").await?;
+/// ```
+/// # rmds::doc_support::run(|d| async move { let url = d.url();
+/// let node = rmds::Node::connect(&url).await?; // url: e.g. "http://127.0.0.1:7700"
 /// let chat = node.join("chat", rmds::Role::ReadWrite).await?;
 /// chat.send_text("hello").await?;
-/// # Ok(()) }
+/// # Ok(()) });
 /// ```
 #[derive(Clone)]
 pub struct Node {
@@ -50,11 +50,11 @@ impl Node {
     /// checks that it answers.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo() -> rmds::Result<()> {
-    /// let node = rmds::Node::connect("http://127.0.0.1:7700").await?;
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let url = d.url();
+    /// let node = rmds::Node::connect(&url).await?; // url: e.g. "http://127.0.0.1:7700"
     /// println!("this is node {}", node.id());
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn connect(url: &str) -> Result<Node> {
         Node::connect_with(url, ConnectOptions::default()).await
@@ -63,11 +63,12 @@ impl Node {
     /// Connects with options (an API key).
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo() -> rmds::Result<()> {
-    /// let opts = rmds::ConnectOptions { api_key: Some(std::env::var("RMDS_API_KEY").unwrap()) };
-    /// let node = rmds::Node::connect_with("http://127.0.0.1:7700", opts).await?;
-    /// # Ok(()) }
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let url = d.url();
+    /// // The key of an agent with api.auth.enabled (none here).
+    /// let opts = rmds::ConnectOptions { api_key: std::env::var("RMDS_API_KEY").ok() };
+    /// let node = rmds::Node::connect_with(&url, opts).await?;
+    /// # Ok(()) });
     /// ```
     pub async fn connect_with(url: &str, opts: ConnectOptions) -> Result<Node> {
         let client = match &opts.api_key {
@@ -101,17 +102,19 @@ impl Node {
     /// when the last clone of the `Node` is dropped.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo() -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let url = d.url();
+    /// # let (data_dir, nats_url) = (d.data_dir("carol"), d.nats_url());
     /// let mut config = rmds::agent::config::Config::default();
-    /// config.node_id = "alice".into();
-    /// config.data_dir = "/var/lib/alice".into();
-    /// config.listen = "127.0.0.1:0".parse().unwrap();
+    /// config.node_id = "carol".into();
+    /// config.data_dir = data_dir; // e.g. "/var/lib/rmds"
+    /// config.listen = "127.0.0.1:0".parse().unwrap(); // any free port
+    /// config.nats.urls = vec![nats_url]; // e.g. "nats://127.0.0.1:4222"
     /// let node = rmds::Node::embedded(config).await?;
     /// let chat = node.join("chat", rmds::Role::ReadWrite).await?;
     /// chat.send_text("hello from inside the process").await?;
     /// node.shutdown().await;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     #[cfg(feature = "embedded")]
     pub async fn embedded(config: rmds_agent::config::Config) -> Result<Node> {
@@ -129,10 +132,10 @@ impl Node {
     /// This node's id.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(node: rmds::Node) {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let node = d.alice.clone();
     /// println!("node {}", node.id());
-    /// # }
+    /// # Ok(()) });
     /// ```
     pub fn id(&self) -> &str {
         &self.inner.id
@@ -141,10 +144,10 @@ impl Node {
     /// Whether the agent runs inside this process.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(node: rmds::Node) {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let node = d.alice.clone();
     /// println!("embedded: {}", node.is_embedded());
-    /// # }
+    /// # Ok(()) });
     /// ```
     pub fn is_embedded(&self) -> bool {
         #[cfg(feature = "embedded")]
@@ -161,11 +164,11 @@ impl Node {
     /// `config.listen` too).
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(node: rmds::Node) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let node = d.alice.clone();
     /// let health = node.client().health().await?;
     /// println!("{health}");
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub fn client(&self) -> &Client {
         &self.inner.client
@@ -175,11 +178,11 @@ impl Node {
     /// returns it.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(node: rmds::Node) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let node = d.alice.clone();
     /// let chat = node.join("chat", rmds::Role::ReadWrite).await?;
     /// assert_eq!(chat.name(), "chat");
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn join(&self, channel: &str, role: Role) -> Result<Channel> {
         #[cfg(feature = "embedded")]
@@ -191,13 +194,13 @@ impl Node {
         Ok(Channel::new(self.clone(), channel, role))
     }
 
-    /// Leaves `channel` ([`ErrorKind::NotFound`] when this node is not a member).
+    /// Leaves `channel` ([`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when this node is not a member).
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(node: rmds::Node) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let node = d.alice.clone();
     /// node.leave("chat").await?;
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub async fn leave(&self, channel: &str) -> Result<()> {
         #[cfg(feature = "embedded")]
@@ -211,12 +214,12 @@ impl Node {
     /// statistics, kick, purge, dead letters and consumer groups.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(node: rmds::Node) -> rmds::Result<()> {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let node = d.alice.clone();
     /// for n in node.mgmt().nodes().await? {
     ///     println!("{} online={}", n.node_id, n.online);
     /// }
-    /// # Ok(()) }
+    /// # Ok(()) });
     /// ```
     pub fn mgmt(&self) -> Mgmt {
         Mgmt::new(self.inner.client.clone())
@@ -226,10 +229,10 @@ impl Node {
     /// waits for it; for a sidecar node this only drops the handle.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(node: rmds::Node) {
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let node = d.alice.clone();
     /// node.shutdown().await;
-    /// # }
+    /// # Ok(()) });
     /// ```
     pub async fn shutdown(self) {
         #[cfg(feature = "embedded")]

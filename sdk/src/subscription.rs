@@ -164,15 +164,16 @@ pub(crate) struct DriverIo {
 /// then run out and they are delivered again.
 ///
 /// # Examples
-/// ```no_run
-/// # async fn demo(chat: rmds::Channel) -> rmds::Result<()> {
+/// ```
+/// # rmds::doc_support::run(|d| async move { let chat = d.bob_chat.clone();
 /// use futures::StreamExt;
 /// let mut sub = chat.subscribe("default", Default::default()).await?;
+/// # d.chat.send_text("hi bob").await?;
 /// if let Some(m) = sub.next().await {
 ///     m?.ack().await?;
 /// }
 /// sub.unsubscribe().await;
-/// # Ok(()) }
+/// # Ok(()) });
 /// ```
 pub struct Subscription {
     rx: mpsc::UnboundedReceiver<Result<Message>>,
@@ -265,8 +266,10 @@ impl Subscription {
     /// The channel.
     ///
     /// # Examples
-    /// ```no_run
-    /// # fn demo(sub: rmds::Subscription) { assert_eq!(sub.channel(), "chat"); }
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let sub = d.subscription().await;
+    /// assert_eq!(sub.channel(), "chat");
+    /// # Ok(()) });
     /// ```
     pub fn channel(&self) -> &str {
         &self.channel
@@ -275,8 +278,10 @@ impl Subscription {
     /// The consumer group.
     ///
     /// # Examples
-    /// ```no_run
-    /// # fn demo(sub: rmds::Subscription) { assert_eq!(sub.group(), "default"); }
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let sub = d.subscription().await;
+    /// assert_eq!(sub.group(), "default");
+    /// # Ok(()) });
     /// ```
     pub fn group(&self) -> &str {
         &self.group
@@ -286,8 +291,10 @@ impl Subscription {
     /// settled can no longer be settled through it; their leases run out.
     ///
     /// # Examples
-    /// ```no_run
-    /// # async fn demo(sub: rmds::Subscription) { sub.unsubscribe().await; }
+    /// ```
+    /// # rmds::doc_support::run(|d| async move { let sub = d.subscription().await;
+    /// sub.unsubscribe().await;
+    /// # Ok(()) });
     /// ```
     pub async fn unsubscribe(mut self) {
         let _ = self.stop.send(true);

@@ -22,11 +22,21 @@ impl Role {
     pub const Rw: Role = Role::ReadWrite;
 
     /// Whether this role receives.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(rmds::Role::ReadWrite.reads() && !rmds::Role::Writer.reads());
+    /// ```
     pub fn reads(self) -> bool {
         self != Role::Writer
     }
 
     /// Whether this role publishes.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(rmds::Role::Rw.writes() && !rmds::Role::Reader.writes());
+    /// ```
     pub fn writes(self) -> bool {
         self != Role::Reader
     }
@@ -47,7 +57,7 @@ impl std::str::FromStr for Role {
     }
 }
 
-/// Options of [`Client::publish_with`].
+/// Options of [`Client::publish_with`](crate::Client::publish_with).
 #[derive(Debug, Clone, Default)]
 pub struct PublishOptions {
     /// Content type (default `application/octet-stream`).
