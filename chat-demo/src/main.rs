@@ -58,15 +58,19 @@ struct Line {
 
 async fn node(args: &Args) -> anyhow::Result<Node> {
     if args.embedded {
-        let mut config = rmds::agent::config::Config::default();
-        config.node_id = args.node_id.clone();
-        config.data_dir = args
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("data-{}", args.node_id)));
-        config.listen = args.listen;
+        let mut config = rmds::agent::config::Config {
+            node_id: args.node_id.clone(),
+            data_dir: args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("data-{}", args.node_id))),
+            listen: args.listen,
+            ..Default::default()
+        };
         config.nats.urls = args.nats.split(',').map(|s| s.trim().to_string()).collect();
-        return Node::embedded(config).await.context("starting the embedded agent");
+        return Node::embedded(config)
+            .await
+            .context("starting the embedded agent");
     }
     let opts = rmds::ConnectOptions {
         api_key: args.api_key.clone(),
@@ -80,7 +84,9 @@ async fn node(args: &Args) -> anyhow::Result<Node> {
 fn show(m: &rmds::Message) -> String {
     match m.json::<Line>() {
         Ok(l) => l.text,
-        Err(_) => m.text().unwrap_or_else(|_| format!("<{} bytes>", m.bytes().len())),
+        Err(_) => m
+            .text()
+            .unwrap_or_else(|_| format!("<{} bytes>", m.bytes().len())),
     }
 }
 
@@ -133,7 +139,11 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "node {} ({}) on #{} as {}. /quit to leave.",
         node.id(),
-        if node.is_embedded() { "embedded agent".to_string() } else { format!("agent at {}", args.agent) },
+        if node.is_embedded() {
+            "embedded agent".to_string()
+        } else {
+            format!("agent at {}", args.agent)
+        },
         args.channel,
         args.role
     );
@@ -159,7 +169,12 @@ async fn main() -> anyhow::Result<()> {
                     eprintln!("! {e}");
                 }
             }
-            text => match chat.send(&Line { text: text.to_string() }).await {
+            text => match chat
+                .send(&Line {
+                    text: text.to_string(),
+                })
+                .await
+            {
                 Ok(r) if r.unrouted => println!("(stored; no reader known yet)"),
                 Ok(_) => {}
                 Err(e) => eprintln!("! not sent: {e}"),

@@ -30,14 +30,18 @@ impl Window {
 
     async fn type_line(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().expect("stdin");
-        stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
         stdin.flush().await.unwrap();
     }
 
     /// Whether a line containing every one of `want` comes within `wait`.
     async fn sees(&mut self, want: &[&str], wait: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + wait;
-        while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, self.out.next_line()).await {
+        while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, self.out.next_line()).await
+        {
             if want.iter().all(|w| line.contains(w)) {
                 return true;
             }
@@ -66,24 +70,41 @@ async fn a_sidecar_window_and_an_embedded_window_chat() {
     let net = TestNet::builder().agent("bob", &[]).start().await.unwrap();
     let data = net.dir().join("dave-data");
     let nats = net.nats.url();
-    let mut bob = Window::start(&["--agent", net.agent("bob").client().base(), "--group", "bob-window"]);
+    let mut bob = Window::start(&[
+        "--agent",
+        net.agent("bob").client().base(),
+        "--group",
+        "bob-window",
+    ]);
     bob.expect("node bob (agent at").await;
     let mut dave = Window::start(&[
-        "--embedded", "--node-id", "dave", "--nats", &nats, "--data-dir", data.to_str().unwrap(),
+        "--embedded",
+        "--node-id",
+        "dave",
+        "--nats",
+        &nats,
+        "--data-dir",
+        data.to_str().unwrap(),
     ]);
     dave.expect("node dave (embedded agent)").await;
     // Both see each other before anyone speaks.
     let mut tries = 0;
     loop {
         dave.type_line("/nodes").await;
-        if dave.sees(&["bob", "online"], Duration::from_millis(500)).await {
+        if dave
+            .sees(&["bob", "online"], Duration::from_millis(500))
+            .await
+        {
             break;
         }
         tries += 1;
         assert!(tries < 60, "dave never saw bob online");
     }
     dave.type_line("hello from dave <b>").await;
-    assert_eq!(bob.expect("hello from dave").await, "[dave] hello from dave <b>");
+    assert_eq!(
+        bob.expect("hello from dave").await,
+        "[dave] hello from dave <b>"
+    );
     bob.type_line("hi dave").await;
     assert_eq!(dave.expect("hi dave").await, "[bob] hi dave");
     dave.type_line("/topology").await;

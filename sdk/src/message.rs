@@ -278,7 +278,7 @@ impl Message {
             }
             Some(Settler::Http { client, group }) => {
                 client
-                    .settle_ids(op, &self.channel, group, &[self.id.clone()], delay, error)
+                    .settle_ids(op, &self.channel, group, std::slice::from_ref(&self.id), delay, error)
                     .await
             }
             None => Err(Error::new(

@@ -251,9 +251,9 @@ fn on_frame(v: &Value, hand: &mut Hand, inflight: &mut BTreeMap<u64, SettleReq>)
             Err(e) => return Some(Error::decode(e)),
         },
         Some("acked" | "nacked" | "termed" | "extended") => {
-            let Some(r) = v["request_id"].as_u64().and_then(|id| inflight.remove(&id)) else {
-                return None;
-            };
+            let r = v["request_id"]
+                .as_u64()
+                .and_then(|id| inflight.remove(&id))?;
             let settled: Settled = serde_json::from_value(v.clone()).unwrap_or_default();
             if r.op == Op::Extend {
                 hand.extended(&settled.applied, lease_until(v));
