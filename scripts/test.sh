@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The SDK's docs: every public item documented, no broken link.
+RUSTDOCFLAGS="-D warnings" cargo doc -p rmds --no-deps
 # Scenario tests start the real rmds-agent binary: build it first.
 cargo build --workspace --bins
 cargo test --workspace

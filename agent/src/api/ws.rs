@@ -478,14 +478,20 @@ async fn pump(
                 _ = tokio::time::sleep_until(wake.into()) => continue,
             }
         }
+        let pull = crate::service::Pull {
+            group: &group,
+            consumer: Some(&consumer),
+            max: free.min(state.groups.max_batch()),
+            wait,
+        };
         let pulled = tokio::select! {
             _ = stop.cancelled() => return,
-            r = state.groups.pull(&channel, &group, Some(&consumer), free.min(state.groups.max_batch()), wait) => r,
+            r = state.pull(&channel, pull) => r,
         };
         let msgs = match pulled {
             Ok(m) => m,
-            Err(crate::groups::GroupError::Store(e)) => {
-                // Transient: try again shortly.
+            Err(e) if e.status.is_server_error() => {
+                // Transient (the store): try again shortly.
                 tracing::warn!(error = %e, "subscription pull failed; retrying");
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -493,8 +499,8 @@ async fn pump(
                 }
             }
             Err(e) => {
-                // The group is gone (deleted, or expired): the subscription ends.
-                let e: ApiError = e.into();
+                // The group is gone (deleted, or expired), or this node left the
+                // channel: the subscription ends.
                 out.push(&json!({
                     "type": "error", "request_id": Value::Null, "subscription": name,
                     "code": e.code, "message": format!("subscription ended: {}", e.message),
