@@ -77,6 +77,7 @@
 
 mod channel;
 mod client;
+mod client_groups;
 #[cfg(feature = "embedded")]
 #[doc(hidden)]
 pub mod doc_support;
