@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds the rmds-agent and nats images from locally produced binaries: each image is
+# Builds the rmds-agent (with the rmds-chat demo) and nats images from locally produced binaries: each image is
 # FROM scratch with the binary and exactly the shared libraries `ldd` lists for it, so
 # nothing is pulled. Image names: RMDS_AGENT_IMAGE (rmds-agent:local) and
 # RMDS_NATS_IMAGE (rmds-nats:local); point them at official images elsewhere instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
-cargo build --release -p rmds-agent
+cargo build --release -p rmds-agent -p rmds-chat
 agent_image=${RMDS_AGENT_IMAGE:-rmds-agent:local}
 nats_image=${RMDS_NATS_IMAGE:-rmds-nats:local}
 out=target/images
@@ -24,6 +24,7 @@ with_libs() {
 }
 
 with_libs target/release/rmds-agent "$out/agent/rootfs" /usr/local/bin/rmds-agent
+with_libs target/release/rmds-chat "$out/agent/rootfs" /usr/local/bin/rmds-chat
 install -D -m 0644 docker/agent.toml "$out/agent/rootfs/etc/rmds/agent.toml"
 mkdir -p "$out/agent/data" "$out/agent/rootfs/tmp"
 echo "rmds-agent data directory" > "$out/agent/data/README"

@@ -3,7 +3,8 @@
 # every test, and for `rmds-scenarios chaos` iptables (packet loss and blackholes inside
 # the run's own network namespace), iproute2 (`ip`), util-linux (`unshare`),
 # faketime (agents with a skewed clock) and prometheus (its `promtool` checks /metrics
-# and docs/prometheus-alerts.yml in agent/tests/prometheus.rs). Each is checked on
+# and docs/prometheus-alerts.yml in agent/tests/prometheus.rs), chromium and
+# chromium-driver (the browser tests drive a headless Chromium). Each is checked on
 # its own; only what is missing is installed.
 set -euo pipefail
 missing=()
@@ -13,6 +14,8 @@ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing+=(faketime)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

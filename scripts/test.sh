@@ -13,6 +13,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc -p rmds --no-deps
 # Scenario tests start the real rmds-agent binary: build it first.
 cargo build --workspace --bins
 cargo test --workspace
+echo "== the API document: every answer against its schema, then schemathesis =="
+./scripts/schemathesis.sh
+target/venv/bin/pip install -q jsonschema requests
+target/venv/bin/python scripts/check_schemas.py --spawn
 echo "== outage scenarios (processes) =="
 ./target/debug/rmds-scenarios run all --report target/scenarios-processes.md
 echo "== chaos nemesis: fixed seeds, about a minute each (docs/chaos.md) =="

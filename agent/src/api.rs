@@ -23,6 +23,7 @@ mod mgmt;
 mod observe;
 mod render;
 pub mod spec;
+mod ui;
 mod ws;
 
 pub use error::ApiError;
@@ -89,6 +90,16 @@ pub fn router(state: AppState) -> Router {
     for (path, m) in by_path {
         router = router.route(path, m);
     }
+    // The dashboard and the API viewer: static pages, not part of the API document.
+    use axum::routing::get;
+    router = router
+        .route("/", get(ui::to_ui))
+        .route("/ui", get(ui::to_ui))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{*path}", get(ui::file))
+        .route("/docs", get(ui::to_docs))
+        .route("/docs/", get(ui::docs_index))
+        .route("/docs/{*path}", get(ui::docs_file));
     router
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {

@@ -158,6 +158,16 @@ pub fn route_access(method: &str, pattern: &str) -> Action {
     };
     match method {
         _ if matches!(p, "/healthz" | "/livez" | "/readyz" | "/v1/openapi.json") => Action::Public,
+        // The dashboard's and the viewer's static files; their pages then call the
+        // API with the user's credentials.
+        "get"
+            if matches!(
+                p,
+                "/" | "/ui" | "/ui/" | "/ui/{*path}" | "/docs" | "/docs/" | "/docs/{*path}"
+            ) =>
+        {
+            Action::Public
+        }
         "post"
             if matches!(
                 p,

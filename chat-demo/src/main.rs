@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+mod web;
+
 #[derive(Parser, Debug)]
 #[command(about = "Chat over rmds")]
 struct Args {
@@ -48,12 +50,18 @@ struct Args {
     /// Consumer group used to read (each chat window should use its own).
     #[arg(long, default_value = "chat-cli")]
     group: String,
+    /// Serve the chat as a web page on this port instead of the terminal.
+    #[arg(long)]
+    web: Option<u16>,
+    /// Address the web page listens on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1")]
+    web_host: std::net::IpAddr,
 }
 
 /// One chat line on the wire.
 #[derive(Debug, Serialize, Deserialize)]
-struct Line {
-    text: String,
+pub(crate) struct Line {
+    pub(crate) text: String,
 }
 
 async fn node(args: &Args) -> anyhow::Result<Node> {
@@ -81,7 +89,7 @@ async fn node(args: &Args) -> anyhow::Result<Node> {
 }
 
 /// How an incoming message is shown: the text of a chat line, else the payload.
-fn show(m: &rmds::Message) -> String {
+pub(crate) fn show(m: &rmds::Message) -> String {
     match m.json::<Line>() {
         Ok(l) => l.text,
         Err(_) => m
@@ -147,6 +155,20 @@ async fn main() -> anyhow::Result<()> {
         args.channel,
         args.role
     );
+    if let Some(port) = args.web {
+        let group = if args.group == "chat-cli" {
+            "chat-web".to_string()
+        } else {
+            args.group.clone()
+        };
+        return web::serve(
+            node,
+            chat,
+            &group,
+            std::net::SocketAddr::new(args.web_host, port),
+        )
+        .await;
+    }
     let handler = if role.reads() {
         Some(
             chat.on_message(&args.group, |m| async move {

@@ -15,12 +15,14 @@
 //! ```
 
 mod agent;
+mod browser;
 mod consumer;
 mod nats;
 mod net;
 mod proxy;
 
 pub use agent::{AgentProc, AgentSpec};
+pub use browser::Browser;
 pub use consumer::{drain, pull_some, wait_pending, Received};
 pub use nats::NatsServer;
 pub use net::{agent_binary, TestNet, TestNetBuilder};

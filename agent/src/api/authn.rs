@@ -197,6 +197,28 @@ async fn by_signature(s: &AppState, req: Request) -> Result<(Principal, Request)
     Ok((p, Request::from_parts(parts, axum::body::Body::from(bytes))))
 }
 
+/// The subprotocol prefix that carries a credential on a WebSocket upgrade.
+pub const WS_AUTH_PROTOCOL: &str = "rmds.auth.";
+
+/// The credential a browser passes on a WebSocket upgrade (a page cannot set headers
+/// there): the subprotocol `rmds.auth.<base64url of the API key or JWT, unpadded>`,
+/// offered next to `rmds`, which the agent selects.
+pub fn ws_credential(h: &HeaderMap) -> Option<String> {
+    use base64::Engine;
+    h.get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix(WS_AUTH_PROTOCOL))
+        .and_then(|b| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(b)
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+}
+
 /// The middleware.
 pub async fn authn(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if !s.auth.config.enabled {
@@ -222,7 +244,8 @@ pub async fn authn(State(s): State<Arc<AppState>>, req: Request, next: Next) -> 
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .map(String::from);
+        .map(String::from)
+        .or_else(|| ws_credential(h));
     let key = header(h, "x-api-key").map(String::from);
     let signed = h.contains_key("x-service-id");
     let (found, req) = if let Some(k) = key {
@@ -290,6 +313,23 @@ pub async fn authn(State(s): State<Arc<AppState>>, req: Request, next: Next) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_a_websocket_subprotocol_credential_then_it_is_decoded() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            "rmds, rmds.auth.cm1kc19hYmMuZGVm".parse().unwrap(),
+        );
+        assert_eq!(ws_credential(&h).as_deref(), Some("rmds_abc.def"));
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, "rmds".parse().unwrap());
+        assert_eq!(ws_credential(&h), None);
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            "rmds.auth.%%%".parse().unwrap(),
+        );
+        assert_eq!(ws_credential(&h), None);
+    }
 
     #[test]
     fn given_a_pattern_and_a_path_then_the_channel_is_the_segment_at_ch() {

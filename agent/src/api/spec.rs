@@ -248,6 +248,20 @@ fn error_text(code: u16) -> &'static str {
     }
 }
 
+/// The response schemas of every route (`schemas.json`: `responses` keyed by
+/// `"<method> <path>"` and status, shared `components`); checked against a live agent
+/// by `scripts/check_schemas.py` and by schemathesis (`scripts/schemathesis.sh`).
+fn schemas() -> &'static Value {
+    static S: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    S.get_or_init(|| serde_json::from_str(include_str!("schemas.json")).unwrap_or_default())
+}
+
+/// The schema of a route's answer with `status`, if the file has one.
+fn response_schema(method: &str, path: &str, status: u16) -> Option<Value> {
+    let v = &schemas()["responses"][format!("{method} {path}")][status.to_string()];
+    (!v.is_null()).then(|| v.clone())
+}
+
 /// The OpenAPI 3.0 document of [`routes`].
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -274,9 +288,28 @@ pub fn document() -> Value {
             if ok == 204 || ok == 101 {
                 json!({"description": what})
             } else {
-                json!({"description": what, "content": {route.ok_type: {"schema": {}}}})
+                json!({"description": what, "content": {route.ok_type: {
+                    "schema": response_schema(route.method, route.path, ok).unwrap_or_else(|| json!({}))
+                }}})
             },
         );
+        // Other answers with a body of their own (a duplicate publish, a partial
+        // batch, readiness refused) come from the schema file.
+        if let Some(extra) =
+            schemas()["responses"][format!("{} {}", route.method, route.path)].as_object()
+        {
+            for (status, schema) in extra {
+                if *status != ok.to_string() {
+                    let what = match status.as_str() {
+                        "200" => "Already stored under this idempotency key: that message",
+                        "207" => "Some items refused: per-item results",
+                        "503" => "Not ready: the failing checks",
+                        _ => "See the schema",
+                    };
+                    responses.insert(status.clone(), json!({"description": what, "content": {"application/json": {"schema": schema}}}));
+                }
+            }
+        }
         let err_ref = json!({"$ref": "#/components/schemas/Error"});
         let access = crate::auth::route_access(route.method, route.path);
         let public = access == crate::auth::Action::Public;
@@ -290,6 +323,9 @@ pub fn document() -> Value {
             .chain(auth_codes)
             .chain([503u16].iter())
         {
+            if responses.contains_key(&e.to_string()) {
+                continue;
+            }
             responses.insert(
                 e.to_string(),
                 json!({"description": if e == 503 { "Store or agent unavailable" } else { error_text(e) },
@@ -334,19 +370,58 @@ pub fn document() -> Value {
                 "serviceSignature": {"type": "apiKey", "in": "header", "name": "X-Signature",
                     "description": "A service account's HMAC-SHA256 (hex) over METHOD, PATH?QUERY, X-Timestamp, X-Nonce and the hex SHA-256 of the body, one per line; with X-Service-ID, X-Timestamp (seconds) and X-Nonce"}
             },
-            "schemas": {"Error": {
+            "schemas": component_schemas(),
+        }
+    })
+}
+
+fn component_schemas() -> Value {
+    let mut c = schemas()["components"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    c.insert(
+        "Error".into(),
+        json!({
             "type": "object",
             "required": ["error"],
             "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                 "code": {"type": "string"}, "message": {"type": "string"}
             }}}
-            }}
-        }
-    })
+        }),
+    );
+    Value::Object(c)
 }
 
 /// `GET /v1/openapi.json`.
 pub async fn openapi() -> axum::Json<Value> {
     static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     axum::Json(DOC.get_or_init(document).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_the_route_table_then_every_answer_with_a_body_has_a_schema() {
+        let missing: Vec<String> = routes()
+            .iter()
+            .filter(|r| !matches!(r.ok.0, 101 | 204))
+            .filter(|r| response_schema(r.method, r.path, r.ok.0).is_none())
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert!(missing.is_empty(), "no response schema for {missing:?}");
+    }
+
+    #[test]
+    fn given_the_document_then_every_reference_resolves() {
+        let doc = document();
+        let text = doc.to_string();
+        let comps = doc["components"]["schemas"].as_object().unwrap();
+        for r in text.split("\"#/components/schemas/").skip(1) {
+            let name = r.split('"').next().unwrap();
+            assert!(comps.contains_key(name), "unresolved $ref {name}");
+        }
+    }
 }

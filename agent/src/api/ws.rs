@@ -62,6 +62,7 @@ pub async fn ws(
     let limit = state.transport.max_payload() * 2 + 64 * 1024;
     let principal = principal.map(|axum::Extension(p)| p);
     Ok(upgrade
+        .protocols(["rmds"])
         .max_message_size(limit)
         .on_upgrade(move |socket| Session::run(state, principal, socket)))
 }

@@ -126,6 +126,11 @@ async fn main() -> anyhow::Result<()> {
     println!("  curl -s -XPOST localhost:{alice}/v1/channels/chat/messages -H 'content-type: application/json' -d '{{\"text\":\"hi\"}}'");
     println!("  curl -s 'localhost:{lisa}/v1/channels/chat/messages?wait=5s'");
     println!("  curl -s localhost:{alice}/v1/topology");
+    println!("Dashboards (and the API viewer at /docs/):");
+    for n in net.nodes() {
+        println!("  {n}: http://127.0.0.1:{}/ui/", net.node(&n).port());
+    }
+    println!("A chat page for a node: cargo run -p rmds-chat -- --agent http://127.0.0.1:{alice} --role writer --web 8081");
     println!("Press Ctrl-C to stop everything.");
     tokio::signal::ctrl_c().await?;
     println!("stopping...");

@@ -42,6 +42,7 @@ pub async fn tap(
     }
     Ok(upgrade
         .map_err(upgrade_error)?
+        .protocols(["rmds"])
         .on_upgrade(move |socket| run_tap(state, socket, channel, last_n))
         .into_response())
 }
