@@ -416,3 +416,109 @@ async fn with_auth_on_the_api_key_field_opens_the_dashboard() {
         .unwrap();
     b.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_senders_dead_letters_are_inspected_redriven_and_deleted_from_the_dashboard() {
+    // A receiver that stops answering but stays online: deliveries to it are given up.
+    let mut net = TestNet::builder()
+        .binary(bin())
+        .set("delivery", "max_retry_attempts", 1)
+        .set("delivery", "ack_timeout", "300ms")
+        .set("discovery", "node_offline_timeout", "60s")
+        .agent("bob", &["chat:rw"])
+        .agent("carol", &["chat:reader"])
+        .start()
+        .await
+        .unwrap();
+    net.wait_discovered("bob", "chat", &["carol"])
+        .await
+        .unwrap();
+    let url = net.agent("bob").client().base().to_string();
+    let bob = net.client("bob");
+    net.node("carol").pause().unwrap();
+    let first = bob.publish_text("chat", "first").await.unwrap().id;
+    let second = bob.publish_text("chat", "second").await.unwrap().id;
+    eventually(
+        Duration::from_secs(60),
+        "two dead letters at the sender",
+        || {
+            let bob = bob.clone();
+            async move {
+                (bob.get_json("/v1/dead-letters").await.ok()?["dead_letters"]
+                    .as_array()?
+                    .len()
+                    >= 2)
+                    .then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let b = Browser::start().await.unwrap();
+    b.goto(&format!("{url}/ui/#/dead-letters")).await.unwrap();
+    let row = |id: &str| format!("[data-testid=dead-row][data-id='{id}']");
+    b.click(&format!("{} [data-testid=dead-inspect]", row(&first)))
+        .await
+        .unwrap();
+    b.wait_text("[data-testid=dead-detail]", T, |t| t.contains("carol"))
+        .await
+        .unwrap();
+    b.click(&format!("{} [data-testid=dead-redrive]", row(&first)))
+        .await
+        .unwrap();
+    confirm(&b).await;
+    eventually(T, "queued again", || {
+        let bob = bob.clone();
+        let first = first.clone();
+        async move {
+            let st = bob.status(&first).await.ok()?;
+            st["receivers"]
+                .as_array()?
+                .iter()
+                .any(|r| r["state"] == "queued" || r["state"] == "sent")
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    b.click(&format!("{} [data-testid=dead-delete]", row(&second)))
+        .await
+        .unwrap();
+    confirm(&b).await;
+    eventually(T, "the second dead letter deleted", || {
+        let bob = bob.clone();
+        let second = second.clone();
+        async move {
+            let d = bob.get_json("/v1/dead-letters").await.ok()?;
+            (!d["dead_letters"]
+                .as_array()?
+                .iter()
+                .any(|x| x["id"] == second.as_str()))
+            .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    // The receiver answers again: the redriven message arrives.
+    net.node("carol").resume().unwrap();
+    let carol = net.client("carol");
+    let got = eventually(
+        Duration::from_secs(60),
+        "the redriven message at carol",
+        || {
+            let carol = carol.clone();
+            async move {
+                let msgs = carol
+                    .pull("chat", "default", 10, Duration::from_millis(300))
+                    .await
+                    .ok()?;
+                msgs.into_iter()
+                    .find(|m| m.text().ok().as_deref() == Some("first"))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.sender, "bob");
+    b.close().await.unwrap();
+}

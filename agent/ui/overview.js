@@ -10,7 +10,7 @@
 import { get } from "./api.js";
 import {
   h, fill, section, table, errorLine, same, text,
-  fmtAgo, fmtBytes, fmtNum, fmtMemberships, fmtTime,
+  fmtAgo, fmtBytes, fmtNum, fmtMemberships, fmtTime, fmtMs,
 } from "./dom.js";
 import { lineChart, topology } from "./charts.js";
 
@@ -86,13 +86,15 @@ function peersCard(nodes, st) {
     h("td", { title: p.last_seen ? fmtTime(p.last_seen) : "" }, fmtAgo(p.last_seen_ago_seconds)),
     h("td", { class: "num", testid: "peer-pending" }, fmtNum(p.pending)),
     h("td", { class: "num", testid: "peer-backlog" }, backlog[p.node_id] ? fmtNum(backlog[p.node_id].backlog) : "0"),
+    h("td", { class: "num", testid: "peer-oldest" },
+      backlog[p.node_id] && backlog[p.node_id].oldest_age_seconds > 0 ? fmtMs(Math.round(backlog[p.node_id].oldest_age_seconds * 1000)) : "—"),
     h("td", null, fmtMemberships(p.memberships)),
     h("td", { class: "mono" }, text(p.api)),
     h("td", null, p.kicked ? text(p.kicked) : "")));
   return section("Peers", "peers-card",
     peers.length === 0
       ? h("p", { class: "empty" }, "No peer known yet.")
-      : table(["Node", "State", "Last seen", "Pending (reported)", "Backlog from here", "Memberships", "API", "Kicked"], rows, { testid: "peers-table" }));
+      : table(["Node", "State", "Last seen", "Pending (reported)", "Backlog from here", "Oldest waiting", "Memberships", "API", "Kicked"], rows, { testid: "peers-table" }));
 }
 
 function topologyCard(topo, nodes) {
