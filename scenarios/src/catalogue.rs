@@ -29,6 +29,8 @@ pub const CATALOGUE: &[Scenario] = &[
     Scenario { name: "receiver-killed", about: "lisa is killed with kill -9 mid-stream and restarted", compose: true },
     Scenario { name: "nats-flapping", about: "NATS is killed and restarted 10 times under load", compose: true },
     Scenario { name: "nats-cluster-node-lost", about: "a 3-server NATS cluster loses one server under load", compose: false },
+    Scenario { name: "nats-cluster-each-server-lost", about: "each server of a 3-server NATS cluster in turn is killed while alice and bob publish, then restarted", compose: false },
+    Scenario { name: "nats-cluster-rolling-restart", about: "a rolling restart of all three servers of a NATS cluster, with traffic before, during and after each restart", compose: false },
     Scenario { name: "long-outage", about: "NATS is down for 300 keepalive periods; short-TTL messages expire (counted as expired, not lost), the rest arrive", compose: false },
     Scenario { name: "receiver-paused", about: "lisa is frozen with SIGSTOP past the offline timeout, then resumed", compose: true },
 ];
@@ -44,7 +46,9 @@ async fn processes(name: &str) -> anyhow::Result<Cluster> {
     match name {
         "start-without-nats-cold" => b = b.nats_down(),
         "reader-partitioned" => b = b.proxied("lisa"),
-        "nats-cluster-node-lost" => b = b.nats_cluster(3),
+        "nats-cluster-node-lost"
+        | "nats-cluster-each-server-lost"
+        | "nats-cluster-rolling-restart" => b = b.nats_cluster(3),
         "long-outage" => {
             b = b.set("discovery", "keepalive_interval", "50ms").set(
                 "discovery",
@@ -216,6 +220,37 @@ async fn body(name: &str, backend: Backend, ctx: &mut Ctx) -> anyhow::Result<()>
             ctx.publish("bob", 50).await?;
             ctx.recovered("one of three nats servers killed", long)
                 .await?;
+        }
+        "nats-cluster-each-server-lost" | "nats-cluster-rolling-restart" => {
+            let kill = name == "nats-cluster-each-server-lost";
+            ctx.publish("alice", 50).await?;
+            for i in 0..3 {
+                if let Cluster::Processes(net) = &mut ctx.cluster {
+                    if kill {
+                        net.nats_server(i).kill().await?;
+                    } else {
+                        net.nats_server(i).stop().await?;
+                    }
+                }
+                // Traffic while server i is away: the agents on it move to the others.
+                ctx.publish("alice", 100).await?;
+                ctx.publish("bob", 30).await?;
+                if let Cluster::Processes(net) = &mut ctx.cluster {
+                    net.nats_server(i).start().await?;
+                }
+                ctx.publish("alice", 50).await?;
+                // The cluster routes settle before the next server goes.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            ctx.recovered(
+                if kill {
+                    "each nats server killed in turn"
+                } else {
+                    "rolling restart of the nats cluster"
+                },
+                long,
+            )
+            .await?;
         }
         "long-outage" => {
             ctx.cluster.stop_nats().await?;

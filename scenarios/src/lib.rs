@@ -20,4 +20,5 @@ pub mod checker;
 pub mod compose;
 pub mod harness;
 pub mod report;
+pub mod scale;
 pub mod scenario;

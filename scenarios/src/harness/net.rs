@@ -142,6 +142,15 @@ impl TestNet {
         self.nats.start().await
     }
 
+    /// Server `i` of the NATS cluster (0 is [`TestNet::nats`]).
+    pub fn nats_server(&mut self, i: usize) -> &mut NatsServer {
+        if i == 0 {
+            &mut self.nats
+        } else {
+            &mut self.cluster[i - 1]
+        }
+    }
+
     /// Waits until `node` knows each of `readers` as a reader of `channel` and online.
     pub async fn wait_discovered(
         &self,

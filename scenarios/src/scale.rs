@@ -1,0 +1,354 @@
+//! `rmds-scale`: many real agents on one NATS, measured (docs/scale.md).
+//!
+//! Phase 1 starts `agents` agents: `writers` of them `rw` on every channel, the rest
+//! readers of one channel each. It measures the time until every agent sees every
+//! other online, then, over an idle window, each agent's CPU (from /proc) and RSS and
+//! the discovery traffic on the bus (every hello, keepalive, bye and state request,
+//! decoded to attribute it to its node); then one message fanned out to every reader
+//! of a channel (each must get it once), then `kill` readers killed with kill -9 and
+//! the time until a writer sees them all offline.
+//! Phase 2 compares what an agent with 1 channel and one with 200 publish.
+
+use crate::harness::{eventually, TestNet};
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Settings of a run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScaleArgs {
+    /// Agents in phase 1.
+    #[arg(long, default_value_t = 50)]
+    pub agents: usize,
+    /// Writers among them (rw on every channel).
+    #[arg(long, default_value_t = 5)]
+    pub writers: usize,
+    /// Channels.
+    #[arg(long, default_value_t = 5)]
+    pub channels: usize,
+    /// keepalive_interval of every agent.
+    #[arg(long, default_value = "1s")]
+    pub interval: humantime::Duration,
+    /// node_offline_timeout of every agent.
+    #[arg(long, default_value = "3s")]
+    pub offline_timeout: humantime::Duration,
+    /// Idle window for CPU, RSS and traffic.
+    #[arg(long, default_value = "30s")]
+    pub idle: humantime::Duration,
+    /// Readers killed at the end.
+    #[arg(long, default_value_t = 10)]
+    pub kill: usize,
+    /// Writes the Markdown report here too.
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
+}
+
+/// Discovery bytes seen on the bus, per node and kind.
+#[derive(Default)]
+struct Traffic {
+    by_node: BTreeMap<String, u64>,
+    by_kind: BTreeMap<&'static str, u64>,
+}
+
+async fn monitor(url: &str) -> anyhow::Result<Arc<Mutex<Traffic>>> {
+    let nc = async_nats::connect(url).await?;
+    let t = Arc::new(Mutex::new(Traffic::default()));
+    for subject in [
+        "rmds.hello",
+        "rmds.keepalive",
+        "rmds.bye",
+        "rmds.node.*.state",
+    ] {
+        let mut sub = nc.subscribe(subject.to_string()).await?;
+        let t = t.clone();
+        tokio::spawn(async move {
+            let codec = rmds::agent::wire::Codec::new(None);
+            while let Some(m) = sub.next().await {
+                let kind: &'static str = if m.subject.ends_with(".state") {
+                    "state requests"
+                } else if m.subject.as_str() == "rmds.keepalive" {
+                    "keepalive"
+                } else if m.subject.as_str() == "rmds.hello" {
+                    "hello"
+                } else {
+                    "bye"
+                };
+                let node = match codec.decode(&m.payload) {
+                    Ok(rmds::agent::wire::Packet::Keepalive(a))
+                    | Ok(rmds::agent::wire::Packet::Hello(a)) => a.node.to_string(),
+                    _ => "?".into(),
+                };
+                let len = m.payload.len() as u64 + m.subject.len() as u64;
+                if let Ok(mut t) = t.lock() {
+                    *t.by_node.entry(node).or_default() += len;
+                    *t.by_kind.entry(kind).or_default() += len;
+                }
+            }
+        });
+    }
+    // Keep the connection alive with the subscriptions.
+    std::mem::forget(nc);
+    Ok(t)
+}
+
+fn snapshot(t: &Arc<Mutex<Traffic>>) -> (BTreeMap<String, u64>, BTreeMap<&'static str, u64>) {
+    let t = t.lock().expect("traffic");
+    (t.by_node.clone(), t.by_kind.clone())
+}
+
+/// CPU ticks (user + system) and RSS (kB) of a process.
+fn proc_stat(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((ticks, rss))
+}
+
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let n = v.len().max(1) as f64;
+    let avg = v.iter().sum::<f64>() / n;
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(0.0, f64::max);
+    (min, avg, max)
+}
+
+async fn online_peers(c: &rmds::Client) -> Option<usize> {
+    let v = c.get_json("/v1/nodes").await.ok()?;
+    Some(
+        v["nodes"]
+            .as_array()?
+            .iter()
+            .filter(|n| n["self"] == false && n["online"] == true)
+            .count(),
+    )
+}
+
+/// Runs both phases and prints the report.
+pub async fn run(a: ScaleArgs) -> anyhow::Result<()> {
+    let interval: Duration = a.interval.into();
+    let offline: Duration = a.offline_timeout.into();
+    let mut out = String::new();
+    let mut line = |s: String| {
+        println!("{s}");
+        out.push_str(&s);
+        out.push('\n');
+    };
+    let name = |i: usize| format!("n{i:03}");
+    let joins: Vec<Vec<String>> = (0..a.agents)
+        .map(|i| {
+            if i < a.writers {
+                (0..a.channels).map(|c| format!("ch{c}:rw")).collect()
+            } else {
+                vec![format!("ch{}:reader", i % a.channels)]
+            }
+        })
+        .collect();
+    let mut b = TestNet::builder()
+        .set("discovery", "keepalive_interval", a.interval.to_string())
+        .set(
+            "discovery",
+            "node_offline_timeout",
+            a.offline_timeout.to_string(),
+        )
+        .set("log", "level", "warn");
+    for (i, j) in joins.iter().enumerate() {
+        let j: Vec<&str> = j.iter().map(String::as_str).collect();
+        b = b.agent(&name(i), &j);
+    }
+    let started = Instant::now();
+    let mut net = b.start().await?;
+    let all_started = Instant::now();
+    let traffic = monitor(&net.nats.url()).await?;
+    let clients: Vec<rmds::Client> = (0..a.agents).map(|i| net.client(&name(i))).collect();
+    let want = a.agents - 1;
+    eventually(Duration::from_secs(120), "everyone sees everyone", || {
+        let clients = clients.clone();
+        async move {
+            for c in &clients {
+                if online_peers(c).await? < want {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await?;
+    let converged = all_started.elapsed();
+    line(format!("## {} agents ({} writers rw on {} channels, the rest readers of one), keepalive_interval {}, node_offline_timeout {}\n", a.agents, a.writers, a.channels, a.interval, a.offline_timeout));
+    line("| measure | value |".into());
+    line("|---|---|".into());
+    line(format!(
+        "| start of all agents (one after the other) | {:.1} s |",
+        (all_started - started).as_secs_f64()
+    ));
+    line(format!(
+        "| everyone sees everyone, after the last start | {:.2} s ({:.1} × keepalive_interval) |",
+        converged.as_secs_f64(),
+        converged.as_secs_f64() / interval.as_secs_f64()
+    ));
+
+    // Idle window.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pids: Vec<u32> = (0..a.agents).filter_map(|i| net.pid(&name(i))).collect();
+    let before: Vec<(u64, u64)> = pids.iter().filter_map(|p| proc_stat(*p)).collect();
+    let (t0_nodes, t0_kinds) = snapshot(&traffic);
+    let w = Instant::now();
+    tokio::time::sleep(a.idle.into()).await;
+    let secs = w.elapsed().as_secs_f64();
+    let after: Vec<(u64, u64)> = pids.iter().filter_map(|p| proc_stat(*p)).collect();
+    let (t1_nodes, t1_kinds) = snapshot(&traffic);
+    let tick = 100.0; // USER_HZ
+    let cpu: Vec<f64> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| (a.0 - b.0) as f64 / tick / secs * 100.0)
+        .collect();
+    let rss: Vec<f64> = after.iter().map(|(_, r)| *r as f64 / 1024.0).collect();
+    let (cmin, cavg, cmax) = stats(&cpu);
+    let (rmin, ravg, rmax) = stats(&rss);
+    line(format!(
+        "| idle CPU per agent (min / avg / max, % of a core) | {cmin:.2} / {cavg:.2} / {cmax:.2} |"
+    ));
+    line(format!(
+        "| RSS per agent (min / avg / max) | {rmin:.1} / {ravg:.1} / {rmax:.1} MiB |"
+    ));
+    let per_node: Vec<f64> = (0..a.agents)
+        .map(|i| {
+            let n = name(i);
+            (t1_nodes.get(&n).copied().unwrap_or(0) - t0_nodes.get(&n).copied().unwrap_or(0)) as f64
+                / secs
+        })
+        .collect();
+    let (pmin, pavg, pmax) = stats(&per_node);
+    let published: f64 = per_node.iter().sum();
+    line(format!("| discovery bytes published per agent (min / avg / max) | {pmin:.0} / {pavg:.0} / {pmax:.0} B/s |"));
+    line(format!(
+        "| discovery bytes published, all agents | {published:.0} B/s |"
+    ));
+    for (k, v) in &t1_kinds {
+        let d = (*v - t0_kinds.get(k).copied().unwrap_or(0)) as f64 / secs;
+        line(format!("| … of which {k} | {d:.0} B/s |"));
+    }
+    // Every agent subscribes to hello, keepalive and bye: each receives what the others publish.
+    line(format!(
+        "| discovery bytes received per agent (the others' keepalives, hellos, byes) | {:.0} B/s |",
+        published - pavg
+    ));
+    line(format!(
+        "| bytes the server sends for discovery (fan-out to {} subscribers) | {:.0} B/s |",
+        a.agents - 1,
+        published * (a.agents - 1) as f64
+    ));
+
+    // Fan-out: one message to every reader of ch0.
+    let readers: Vec<usize> = (0..a.agents)
+        .filter(|i| joins[*i].iter().any(|j| j.starts_with("ch0:")))
+        .filter(|i| *i != 0)
+        .collect();
+    let id = clients[0].publish_text("ch0", "fan-out").await?.id;
+    let mut once = 0;
+    for &r in &readers {
+        let got = eventually(Duration::from_secs(30), "the fan-out message", || {
+            let c = clients[r].clone();
+            async move {
+                let m = c
+                    .pull("ch0", "default", 10, Duration::from_millis(500))
+                    .await
+                    .ok()?;
+                (!m.is_empty()).then_some(m)
+            }
+        })
+        .await?;
+        let n = got.iter().filter(|m| m.id == id).count();
+        for m in &got {
+            m.ack().await?;
+        }
+        if n == 1 {
+            once += 1;
+        }
+    }
+    line(format!("| fan-out: one message from n000 on ch0 to its {} other readers | {} got it exactly once |", readers.len(), once));
+
+    // Kill readers; the first writer must see them offline.
+    let victims: Vec<String> = (a.writers..a.agents).rev().take(a.kill).map(name).collect();
+    let t = Instant::now();
+    for v in &victims {
+        net.node(v).kill().await?;
+    }
+    let w0 = clients[0].clone();
+    let victims2 = victims.clone();
+    eventually(
+        offline * 4 + Duration::from_secs(30),
+        "the killed agents offline",
+        || {
+            let w0 = w0.clone();
+            let victims = victims2.clone();
+            async move {
+                let v = w0.get_json("/v1/nodes").await.ok()?;
+                let nodes = v["nodes"].as_array()?;
+                victims
+                    .iter()
+                    .all(|k| {
+                        nodes
+                            .iter()
+                            .any(|n| n["node_id"] == k.as_str() && n["online"] == false)
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await?;
+    let detected = t.elapsed();
+    line(format!("| {} readers killed (kill -9): all offline at a writer after | {:.2} s (bound: node_offline_timeout + interval = {:.1} s) |", victims.len(), detected.as_secs_f64(), (offline + interval).as_secs_f64()));
+    drop(net);
+
+    // Phase 2: 1 channel against 200.
+    let net = TestNet::builder()
+        .set("discovery", "keepalive_interval", a.interval.to_string())
+        .set(
+            "discovery",
+            "node_offline_timeout",
+            a.offline_timeout.to_string(),
+        )
+        .agent("narrow", &["c0:reader"])
+        .agent("wide", &[])
+        .start()
+        .await?;
+    let wide = net.client("wide");
+    for c in 0..200 {
+        wide.join(&format!("c{c}"), rmds::Role::Reader).await?;
+    }
+    let traffic = monitor(&net.nats.url()).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (b0, _) = snapshot(&traffic);
+    let w = Instant::now();
+    tokio::time::sleep(a.idle.into()).await;
+    let secs = w.elapsed().as_secs_f64();
+    let (b1, _) = snapshot(&traffic);
+    let rate =
+        |n: &str| (b1.get(n).copied().unwrap_or(0) - b0.get(n).copied().unwrap_or(0)) as f64 / secs;
+    let (narrow, wide_rate) = (rate("narrow"), rate("wide"));
+    line(String::new());
+    line("## One channel against 200 (idle, after the joins)\n".into());
+    line("| agent | channels | discovery bytes published |".into());
+    line("|---|---|---|".into());
+    line(format!("| narrow | 1 | {narrow:.0} B/s |"));
+    line(format!(
+        "| wide | 200 | {wide_rate:.0} B/s ({:.2}× narrow) |",
+        wide_rate / narrow.max(1.0)
+    ));
+    if let Some(p) = &a.report {
+        std::fs::write(p, &out)?;
+    }
+    Ok(())
+}
