@@ -185,16 +185,26 @@ async fn the_chat_page_works_across_four_nodes_through_a_nats_outage() {
         })
         .await
         .unwrap();
-    let banner = alice
-        .client
-        .find_all(fantoccini::Locator::Css("[data-testid=nats-banner]"))
-        .await
-        .unwrap();
-    for b in banner {
+    // The page polls the health once a second: the banner goes within a few polls.
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let shown = alice
+            .client
+            .find_all(fantoccini::Locator::Css("[data-testid=nats-banner]"))
+            .await
+            .unwrap();
+        let mut any = false;
+        for b in shown {
+            any |= b.is_displayed().await.unwrap_or(false);
+        }
+        if !any {
+            break;
+        }
         assert!(
-            !b.is_displayed().await.unwrap_or(false),
+            tokio::time::Instant::now() < deadline,
             "the banner is gone when NATS is back"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     alice
         .screenshot(&shots().join("chat-alice.png"))
