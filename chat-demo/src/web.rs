@@ -237,26 +237,32 @@ pub async fn serve(
         history: Mutex::new(VecDeque::new()),
         listen,
     });
-    let hw = w.clone();
-    let _handler = chat
-        .on_message(group, move |m| {
-            let w = hw.clone();
-            async move {
-                let line = json!({
-                    "type": "message", "id": m.id, "sender": m.sender,
-                    "text": crate::show(&m), "time": m.created_at,
-                });
-                if let Ok(mut h) = w.history.lock() {
-                    h.push_back(line.clone());
-                    while h.len() > HISTORY {
-                        h.pop_front();
+    // A writer-only node receives nothing: its page shows what it sends.
+    let _handler = if chat.role().reads() {
+        let hw = w.clone();
+        Some(
+            chat.on_message(group, move |m| {
+                let w = hw.clone();
+                async move {
+                    let line = json!({
+                        "type": "message", "id": m.id, "sender": m.sender,
+                        "text": crate::show(&m), "time": m.created_at,
+                    });
+                    if let Ok(mut h) = w.history.lock() {
+                        h.push_back(line.clone());
+                        while h.len() > HISTORY {
+                            h.pop_front();
+                        }
                     }
+                    let _ = w.lines.send(line);
+                    Ok::<_, rmds::Error>(())
                 }
-                let _ = w.lines.send(line);
-                Ok::<_, rmds::Error>(())
-            }
-        })
-        .await?;
+            })
+            .await?,
+        )
+    } else {
+        None
+    };
     let app = Router::new()
         .route(
             "/",

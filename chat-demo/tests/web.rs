@@ -23,11 +23,17 @@ struct ChatWeb {
 }
 
 async fn chat_web(net: &TestNet, node: &str) -> ChatWeb {
+    chat_web_as(net, node, "rw").await
+}
+
+async fn chat_web_as(net: &TestNet, node: &str, role: &str) -> ChatWeb {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_rmds-chat"))
         .args([
             "--agent",
             net.agent(node).client().base(),
+            "--role",
+            role,
             "--web",
             &port.to_string(),
         ])
@@ -239,4 +245,40 @@ async fn the_chat_page_works_across_four_nodes_through_a_nats_outage() {
         .unwrap();
     alice.close().await.unwrap();
     bob.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_only_nodes_page_serves_and_sends() {
+    let net = TestNet::builder()
+        .agent("alice", &["chat:writer"])
+        .agent("bob", &["chat:reader"])
+        .start()
+        .await
+        .unwrap();
+    net.wait_discovered("alice", "chat", &["bob"])
+        .await
+        .unwrap();
+    let web = chat_web_as(&net, "alice", "writer").await;
+    let h: serde_json::Value = reqwest::get(format!("{}api/health", web.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["node"], "alice");
+    let b = Browser::start().await.unwrap();
+    b.goto(&web.url).await.unwrap();
+    send(&b, "from a writer").await;
+    b.wait_text("[data-testid=msg-state]", T, |t| t.contains("delivered"))
+        .await
+        .unwrap();
+    let got = net
+        .client("bob")
+        .pull("chat", "default", 10, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(got
+        .iter()
+        .any(|m| m.text().unwrap().contains("from a writer")));
+    b.close().await.unwrap();
 }
