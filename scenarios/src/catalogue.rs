@@ -31,6 +31,7 @@ pub const CATALOGUE: &[Scenario] = &[
     Scenario { name: "nats-cluster-node-lost", about: "a 3-server NATS cluster loses one server under load", compose: false },
     Scenario { name: "nats-cluster-each-server-lost", about: "each server of a 3-server NATS cluster in turn is killed while alice and bob publish, then restarted", compose: false },
     Scenario { name: "nats-cluster-rolling-restart", about: "a rolling restart of all three servers of a NATS cluster, with traffic before, during and after each restart", compose: false },
+    Scenario { name: "leaf-link-cut", about: "two leaf-node servers on a 3-server hub cluster (alice and lisa on one, bob and andy on the other); the second leaf's link to the hub is cut: each leaf keeps delivering inside, cross-leaf messages wait and arrive once, in order, when the link returns", compose: false },
     Scenario { name: "long-outage", about: "NATS is down for 300 keepalive periods; short-TTL messages expire (counted as expired, not lost), the rest arrive", compose: false },
     Scenario { name: "receiver-paused", about: "lisa is frozen with SIGSTOP past the offline timeout, then resumed", compose: true },
 ];
@@ -49,6 +50,11 @@ async fn processes(name: &str) -> anyhow::Result<Cluster> {
         "nats-cluster-node-lost"
         | "nats-cluster-each-server-lost"
         | "nats-cluster-rolling-restart" => b = b.nats_cluster(3),
+        "leaf-link-cut" => {
+            b = b
+                .nats_cluster(3)
+                .nats_leaves(2, &[("alice", 0), ("lisa", 0), ("bob", 1), ("andy", 1)])
+        }
         "long-outage" => {
             b = b.set("discovery", "keepalive_interval", "50ms").set(
                 "discovery",
@@ -252,6 +258,7 @@ async fn body(name: &str, backend: Backend, ctx: &mut Ctx) -> anyhow::Result<()>
             )
             .await?;
         }
+        "leaf-link-cut" => leaf_link_cut(ctx).await?,
         "long-outage" => {
             ctx.cluster.stop_nats().await?;
             ctx.publish_with("alice", 100, Some(Duration::from_secs(3)))
@@ -273,4 +280,49 @@ async fn body(name: &str, backend: Backend, ctx: &mut Ctx) -> anyhow::Result<()>
         other => anyhow::bail!("no scenario {other}"),
     }
     verify_all(ctx).await
+}
+
+/// Leaf 0 holds alice (writer) and lisa (reader), leaf 1 bob (rw) and andy (reader).
+/// With leaf 1's link to the hub cut, alice → lisa and bob → andy still flow (each
+/// inside its leaf); alice → bob, alice → andy and bob → lisa wait in the senders'
+/// outboxes and arrive once the link is back.
+async fn leaf_link_cut(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let long = Duration::from_secs(120);
+    ctx.publish("alice", 20).await?;
+    ctx.publish("bob", 20).await?;
+    ctx.recovered("nothing (warm-up across the leaves)", long)
+        .await?;
+    let Cluster::Processes(net) = &mut ctx.cluster else {
+        anyhow::bail!("leaf-link-cut runs on local processes only");
+    };
+    net.cut_leaf(1)?;
+    // Past the offline timeout: each side calls the other offline.
+    tokio::time::sleep(offline_wait(Backend::Processes)).await;
+    let (alice_from, bob_from) = (ctx.published("alice"), ctx.published("bob"));
+    ctx.publish("alice", 100).await?;
+    ctx.publish("bob", 40).await?;
+    // Inside each leaf, delivery goes on during the cut.
+    ctx.wait_delivered_since("alice", alice_from, "lisa", Duration::from_secs(30))
+        .await?;
+    ctx.wait_delivered_since("bob", bob_from, "andy", Duration::from_secs(30))
+        .await?;
+    // Across the cut, nothing can have arrived.
+    for (sender, from, reader) in [
+        ("alice", alice_from, "bob"),
+        ("alice", alice_from, "andy"),
+        ("bob", bob_from, "lisa"),
+    ] {
+        let n = ctx.delivered_since(sender, from, reader).await?;
+        anyhow::ensure!(
+            n == 0,
+            "{n} of {sender}'s messages reached {reader} across a cut leaf link"
+        );
+    }
+    let Cluster::Processes(net) = &mut ctx.cluster else {
+        anyhow::bail!("leaf-link-cut runs on local processes only");
+    };
+    net.restore_leaf(1)?;
+    ctx.publish("alice", 20).await?;
+    ctx.publish("bob", 20).await?;
+    ctx.recovered("leaf link to the hub cut", long).await
 }

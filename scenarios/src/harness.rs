@@ -31,11 +31,24 @@ pub use proxy::Proxy;
 use std::time::Duration;
 
 /// A free TCP port on 127.0.0.1 (bound then released).
+///
+/// A port is free when asked for but only bound later by the process it is for: this
+/// process never hands the same port out twice, so two servers started in one test
+/// (a hub's leaf port and a proxy, say) cannot be given the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..64 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if port != 0 && given.insert(port) {
+            return port;
+        }
+    }
+    0
 }
 
 /// Polls `f` until it returns `Some` or `timeout` passes.

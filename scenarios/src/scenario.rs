@@ -282,6 +282,55 @@ impl Ctx {
         Ok(())
     }
 
+    /// How many messages `sender` has published so far.
+    pub fn published(&self, sender: &str) -> usize {
+        self.sent.get(sender).map_or(0, Vec::len)
+    }
+
+    /// How many of `sender`'s messages after its first `from` are delivered to
+    /// `reader`, by the sender's own per-receiver status.
+    pub async fn delivered_since(
+        &self,
+        sender: &str,
+        from: usize,
+        reader: &str,
+    ) -> anyhow::Result<usize> {
+        let c = self.cluster.client(sender);
+        let mut n = 0;
+        for (_, id) in self.sent.get(sender).into_iter().flatten().skip(from) {
+            let st = c.status(id).await?;
+            let delivered = st["receivers"].as_array().is_some_and(|rs| {
+                rs.iter().any(|r| {
+                    r["receiver"] == reader
+                        && (r["state"] == "delivered" || r["state"] == "consumed")
+                })
+            });
+            n += usize::from(delivered);
+        }
+        Ok(n)
+    }
+
+    /// Waits until every message `sender` published after its first `from` is
+    /// delivered to `reader`.
+    pub async fn wait_delivered_since(
+        &self,
+        sender: &str,
+        from: usize,
+        reader: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let want = self.published(sender).saturating_sub(from);
+        eventually(
+            timeout,
+            &format!("{sender}'s last {want} messages to be delivered to {reader}"),
+            || async move {
+                let n = self.delivered_since(sender, from, reader).await.ok()?;
+                (n == want).then_some(())
+            },
+        )
+        .await
+    }
+
     /// Waits until every sender has nothing pending, recording the time as the
     /// recovery from `fault`.
     pub async fn recovered(&mut self, fault: &str, timeout: Duration) -> anyhow::Result<()> {

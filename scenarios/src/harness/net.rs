@@ -17,6 +17,10 @@ pub struct TestNetBuilder {
     max_payload: Option<usize>,
     nats_conf: String,
     api_key: Option<String>,
+    /// Agent → leaf server index, when the net runs leaf nodes (see
+    /// [`TestNetBuilder::nats_leaves`]).
+    leaf_of: BTreeMap<String, usize>,
+    leaves: usize,
 }
 
 /// NATS and agents on loopback, each agent with its own temp data dir.
@@ -29,6 +33,9 @@ pub struct TestNet {
     pub cluster: Vec<NatsServer>,
     agents: BTreeMap<String, AgentProc>,
     proxies: BTreeMap<String, Proxy>,
+    /// Leaf-node servers (each connected to the hub through a cuttable link).
+    pub leaves: Vec<NatsServer>,
+    leaf_links: Vec<Proxy>,
 }
 
 /// Where the agent binary is: `RMDS_AGENT_BIN`, else next to the running executable
@@ -67,7 +74,28 @@ impl TestNet {
             max_payload: None,
             nats_conf: String::new(),
             api_key: None,
+            leaf_of: BTreeMap::new(),
+            leaves: 0,
         }
+    }
+
+    /// Cuts leaf server `i`'s link to the hub: agents on that leaf keep their server
+    /// (and each other), and lose every agent on the other side.
+    pub fn cut_leaf(&self, i: usize) -> anyhow::Result<()> {
+        self.leaf_links
+            .get(i)
+            .with_context(|| format!("no leaf {i}; build the net with .nats_leaves(..)"))?
+            .cut();
+        Ok(())
+    }
+
+    /// Restores leaf server `i`'s link to the hub.
+    pub fn restore_leaf(&self, i: usize) -> anyhow::Result<()> {
+        self.leaf_links
+            .get(i)
+            .with_context(|| format!("no leaf {i}"))?
+            .restore();
+        Ok(())
     }
 
     /// Cuts one agent off NATS (its proxy drops every connection) while the others
@@ -222,6 +250,19 @@ impl TestNetBuilder {
         self
     }
 
+    /// Runs leaf-node servers in front of the hub (the cluster of
+    /// [`TestNetBuilder::nats_cluster`], or the single server): leaf `i` connects to
+    /// hub server `i % hubs` through a cuttable link, and each agent of `placement`
+    /// (node id, leaf index) connects to its leaf only. Agents not placed connect to
+    /// the hub.
+    pub fn nats_leaves(mut self, leaves: usize, placement: &[(&str, usize)]) -> Self {
+        self.leaves = leaves;
+        for (id, leaf) in placement {
+            self.leaf_of.insert(id.to_string(), *leaf);
+        }
+        self
+    }
+
     /// Starts every nats-server with this max payload (bytes).
     pub fn nats_max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = Some(bytes);
@@ -352,6 +393,32 @@ level = "info,async_nats=warn"
         } else {
             servers.push(NatsServer::new(dir.path(), "nats"));
         }
+        // Hub servers listen for leaf connections on a port of their own. Leaf `i`
+        // reaches hub server `i % hubs` through a cuttable link, and that hub
+        // advertises the link's address, not its own: a leaf that learns URLs from the
+        // hub must still go through its link.
+        let hub_leaf_ports: Vec<u16> = (0..servers.len()).map(|_| free_port()).collect();
+        let mut leaf_links = Vec::new();
+        for i in 0..self.leaves {
+            leaf_links.push(Proxy::start(hub_leaf_ports[i % hub_leaf_ports.len()]).await?);
+        }
+        if self.leaves > 0 {
+            servers = servers
+                .into_iter()
+                .enumerate()
+                .map(|(j, s)| {
+                    let advertise = leaf_links
+                        .iter()
+                        .enumerate()
+                        .find(|(i, _)| i % hub_leaf_ports.len() == j)
+                        .map_or(hub_leaf_ports[j], |(_, l)| l.port());
+                    s.conf(&format!(
+                        "leafnodes {{ listen: \"127.0.0.1:{}\", advertise: \"127.0.0.1:{advertise}\", no_advertise: true }}",
+                        hub_leaf_ports[j]
+                    ))
+                })
+                .collect();
+        }
         if let Some(bytes) = self.max_payload {
             servers = servers.into_iter().map(|s| s.max_payload(bytes)).collect();
         }
@@ -367,6 +434,17 @@ level = "info,async_nats=warn"
             }
         }
         let urls: Vec<String> = servers.iter().map(NatsServer::url).collect();
+        let mut leaves = Vec::new();
+        for (i, link) in leaf_links.iter().enumerate() {
+            let mut leaf = NatsServer::new(dir.path(), &format!("leaf-{i}")).conf(&format!(
+                "leafnodes {{ reconnect: 1, remotes: [ {{ url: \"nats-leaf://127.0.0.1:{}\" }} ] }}",
+                link.port()
+            ));
+            if self.nats_up {
+                leaf.start().await?;
+            }
+            leaves.push(leaf);
+        }
         let mut proxies = BTreeMap::new();
         for id in &self.proxied {
             proxies.insert(id.clone(), Proxy::start(servers[0].port()).await?);
@@ -378,9 +456,18 @@ level = "info,async_nats=warn"
         for spec in &self.agents {
             let port = free_port();
             let data = dir.path().join(&spec.node_id).join("data");
-            let via = match proxies.get(&spec.node_id) {
-                Some(p) => vec![p.url()],
-                None => urls.clone(),
+            let via = match (proxies.get(&spec.node_id), self.leaf_of.get(&spec.node_id)) {
+                (Some(p), _) => vec![p.url()],
+                (None, Some(&leaf)) => vec![leaves
+                    .get(leaf)
+                    .with_context(|| {
+                        format!(
+                            "{} placed on leaf {leaf}, which does not exist",
+                            spec.node_id
+                        )
+                    })?
+                    .url()],
+                (None, None) => urls.clone(),
             };
             let toml = self.config(spec, port, &data, &via);
             let mut a = AgentProc::new(&bin, dir.path(), &spec.node_id, port, &toml)?;
@@ -408,6 +495,8 @@ level = "info,async_nats=warn"
             cluster,
             agents,
             proxies,
+            leaves,
+            leaf_links,
         })
     }
 }

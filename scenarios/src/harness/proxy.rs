@@ -47,6 +47,11 @@ impl Proxy {
         Ok(Proxy { port, cut, task })
     }
 
+    /// The proxy's loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `nats://127.0.0.1:PORT` of the proxy.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
