@@ -10,6 +10,7 @@
 //! Phase 2 compares what an agent with 1 channel and one with 200 publish.
 
 use crate::harness::{eventually, TestNet};
+use anyhow::Context;
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,14 @@ pub struct ScaleArgs {
     /// Readers killed at the end.
     #[arg(long, default_value_t = 10)]
     pub kill: usize,
+    /// Messages the first writer publishes to every reader of ch0 for the per-peer
+    /// memory measure (its RSS with that many busy streams, then after they are idle
+    /// for `--stream-idle-release`).
+    #[arg(long, default_value_t = 100)]
+    pub burst: u64,
+    /// `delivery.stream_idle_release` of every agent.
+    #[arg(long, default_value = "5s")]
+    pub stream_idle_release: humantime::Duration,
     /// Writes the Markdown report here too.
     #[arg(long)]
     pub report: Option<std::path::PathBuf>,
@@ -134,6 +143,80 @@ async fn online_peers(c: &rmds::Client) -> Option<usize> {
 }
 
 /// Runs both phases and prints the report.
+/// The first writer's memory with a stream to each of `readers` receivers: its RSS
+/// idle, after `--burst` messages to all of them (every stream busy), and once the
+/// streams have been idle for `stream_idle_release` (their tasks released).
+async fn per_peer_memory(
+    a: &ScaleArgs,
+    net: &TestNet,
+    writer: &rmds::Client,
+    readers: usize,
+    line: &mut impl FnMut(String),
+) -> anyhow::Result<()> {
+    let pid = net.pid("n000").context("n000 is not running")?;
+    let rss = || proc_stat(pid).map_or(0.0, |(_, kib)| kib as f64 / 1024.0);
+    let peak = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            })
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    let released = |v: &serde_json::Value| v["streams_released"].as_u64().unwrap_or(0);
+    let before = rss();
+    let released0 = released(&writer.stats().await?);
+    let payloads: Vec<String> = (0..a.burst).map(|i| format!("burst {i}")).collect();
+    for chunk in payloads.chunks(100) {
+        writer.publish_batch("ch0", chunk).await?;
+    }
+    let w = writer.clone();
+    eventually(
+        Duration::from_secs(120),
+        "the burst delivered to every reader",
+        || {
+            let w = w.clone();
+            async move {
+                let s = w.stats().await.ok()?;
+                (s["pending_messages"].as_u64()? == 0).then_some(())
+            }
+        },
+    )
+    .await?;
+    let busy = rss();
+    let idle_release: Duration = a.stream_idle_release.into();
+    let w = writer.clone();
+    let want = released0 + readers as u64;
+    let waited = eventually(
+        idle_release * 4 + Duration::from_secs(30),
+        "the idle streams released",
+        || {
+            let w = w.clone();
+            async move {
+                let n = released(&w.stats().await.ok()?);
+                (n >= want).then_some(n)
+            }
+        },
+    )
+    .await;
+    let after = rss();
+    line(format!(
+        "| n000's RSS with streams to {readers} readers: idle / after {} messages to each (peak) / streams idle for {} | {before:.1} / {busy:.1} ({:.1}) / {after:.1} MiB |",
+        a.burst, a.stream_idle_release, peak()
+    ));
+    match waited {
+        Ok(n) => line(format!(
+            "| n000's streams released after {} idle | {} |",
+            a.stream_idle_release,
+            n - released0
+        )),
+        Err(e) => line(format!("| n000's streams released | not all: {e} |")),
+    }
+    Ok(())
+}
+
 pub async fn run(a: ScaleArgs) -> anyhow::Result<()> {
     let interval: Duration = a.interval.into();
     let offline: Duration = a.offline_timeout.into();
@@ -159,6 +242,11 @@ pub async fn run(a: ScaleArgs) -> anyhow::Result<()> {
             "discovery",
             "node_offline_timeout",
             a.offline_timeout.to_string(),
+        )
+        .set(
+            "delivery",
+            "stream_idle_release",
+            a.stream_idle_release.to_string(),
         )
         .set("log", "level", "warn");
     for (i, j) in joins.iter().enumerate() {
@@ -278,6 +366,7 @@ pub async fn run(a: ScaleArgs) -> anyhow::Result<()> {
         }
     }
     line(format!("| fan-out: one message from n000 on ch0 to its {} other readers | {} got it exactly once |", readers.len(), once));
+    per_peer_memory(&a, &net, &clients[0], readers.len(), &mut line).await?;
 
     // Kill readers; the first writer must see them offline.
     let victims: Vec<String> = (a.writers..a.agents).rev().take(a.kill).map(name).collect();

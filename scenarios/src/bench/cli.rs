@@ -96,6 +96,10 @@ pub struct Args {
     /// compare with runs made before the bench used production timings.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub harness_timings: bool,
+    /// Any agent setting for every agent, as `section.key=value` (TOML value; repeat
+    /// the flag for more), e.g. `--agent-set delivery.window=1024`. Applied last.
+    #[arg(long = "agent-set", value_name = "SECTION.KEY=VALUE")]
+    pub agent_set: Vec<String>,
     /// Consumption receipts (groups.receipts) on every agent.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub receipts: bool,

@@ -68,6 +68,21 @@ pub fn production_settings() -> anyhow::Result<Vec<(String, String, toml::Value)
     Ok(v)
 }
 
+/// `section.key=value` (the value as TOML, else as a string) from `--agent-set`.
+fn parse_agent_set(kv: &str) -> anyhow::Result<(String, String, toml::Value)> {
+    let (path, value) = kv
+        .split_once('=')
+        .with_context(|| format!("--agent-set {kv:?}: expected SECTION.KEY=VALUE"))?;
+    let (section, key) = path
+        .rsplit_once('.')
+        .with_context(|| format!("--agent-set {kv:?}: expected SECTION.KEY=VALUE"))?;
+    let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    Ok((section.to_string(), key.to_string(), value))
+}
+
 impl Ctx {
     /// Reads the agent's defaults and checks the JetStream options against the server.
     pub async fn new(args: Args) -> anyhow::Result<Ctx> {
@@ -85,6 +100,10 @@ impl Ctx {
             MAX_PER_RECEIVER.into(),
         );
         set("log", "level", "warn".into());
+        for kv in &args.agent_set {
+            let (s, k, v) = parse_agent_set(kv)?;
+            settings.push((s, k, v));
+        }
         let nats_version = NatsServer::version()
             .context("nats-server not found (install the nats-server package)")?;
         let js_sync = jetstream::check_sync(args.js_sync, &nats_version)?;
