@@ -206,6 +206,19 @@ async fn per_peer_memory(
         "| n000's RSS with streams to {readers} readers: idle / after {} messages to each (peak) / streams idle for {} | {before:.1} / {busy:.1} ({:.1}) / {after:.1} MiB |",
         a.burst, a.stream_idle_release, peak()
     ));
+    // What the RSS is made of: anonymous memory (heap) or mapped files (SQLite's -shm).
+    let parts = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.starts_with("RssAnon:") || l.starts_with("RssFile:") || l.starts_with("RssShmem:")
+        })
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ");
+    line(format!(
+        "| n000's RSS once released, by kind (KiB) | {parts} |"
+    ));
     match waited {
         Ok(n) => line(format!(
             "| n000's streams released after {} idle | {} |",
