@@ -19,8 +19,11 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Recent events kept for taps that ask for history (`last_n`).
-pub const TAP_HISTORY: usize = 10_000;
+/// Recent events kept for taps that ask for history (`last_n`, at most
+/// `api::ws::MAX_TAP_HISTORY` = 1,000). Twice that leaves room for a channel or kind
+/// filter; each event holds about 1 KB (a publish event lists its receivers), so 10,000
+/// of them were ~10 MB of a busy agent's RSS.
+pub const TAP_HISTORY: usize = 2_000;
 
 macro_rules! metrics {
     (counters { $($c:ident: $cdoc:literal,)* } gauges { $($g:ident: $gdoc:literal,)* }) => {
