@@ -172,19 +172,8 @@ async fn per_peer_memory(
     for chunk in payloads.chunks(100) {
         writer.publish_batch("ch0", chunk).await?;
     }
-    let w = writer.clone();
-    eventually(
-        Duration::from_secs(120),
-        "the burst delivered to every reader",
-        || {
-            let w = w.clone();
-            async move {
-                let s = w.stats().await.ok()?;
-                (s["pending_messages"].as_u64()? == 0).then_some(())
-            }
-        },
-    )
-    .await?;
+    // Delivered to every reader: nothing pending at n000.
+    net.wait_drained("n000", Duration::from_secs(120)).await?;
     let busy = rss();
     let idle_release: Duration = a.stream_idle_release.into();
     let w = writer.clone();
