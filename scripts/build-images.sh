@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 profile=${RMDS_IMAGE_PROFILE:-release}
 case "$profile" in
   release) cargo build --release -p rmds-agent -p rmds-chat ;;
-  debug) cargo build -p rmds-agent -p rmds-chat ;;
+  # The same command as the test command's build: with the workspace's feature set, so
+  # it reuses those binaries instead of building the agent's dependencies again.
+  debug) cargo build --workspace --bins ;;
   *) echo "RMDS_IMAGE_PROFILE must be release or debug, not '$profile'" >&2; exit 2 ;;
 esac
 agent_image=${RMDS_AGENT_IMAGE:-rmds-agent:local}
