@@ -258,9 +258,20 @@ impl Transport {
     pub fn hello_subject(&self) -> String {
         format!("{}.hello", self.prefix)
     }
-    /// `{p}.keepalive`
+    /// `{p}.keepalive`: heard by every node. Writers' periodic keepalives, and every
+    /// node's announcement of a membership change.
     pub fn keepalive_subject(&self) -> String {
         format!("{}.keepalive", self.prefix)
+    }
+    /// `{p}.keepalive.reader`: the periodic keepalives of nodes that write no channel,
+    /// heard only by nodes that write one (their senders), so that what a reader-only
+    /// node receives does not grow with the number of other readers.
+    pub fn reader_keepalive_subject(&self) -> String {
+        format!("{}.keepalive.reader", self.prefix)
+    }
+    /// `{p}.node.{id}.announce`: answers to a node's hello, for it alone.
+    pub fn announce_subject(&self, node: &NodeId) -> String {
+        format!("{}.node.{node}.announce", self.prefix)
     }
     /// `{p}.bye`
     pub fn bye_subject(&self) -> String {

@@ -33,7 +33,11 @@ async fn known_at(at: &rmds::Client, of: &str) -> Option<(usize, bool)> {
 /// Size of the next keepalive of each of `nodes` seen on the bus.
 async fn keepalive_sizes(nc: &async_nats::Client, nodes: &[&str]) -> BTreeMap<String, usize> {
     let codec = Codec::new(Some(KEY));
-    let mut sub = nc.subscribe("rmds.keepalive").await.unwrap();
+    // A writer's periodic keepalives go to every node, a reader-only node's to the
+    // writers only.
+    let common = nc.subscribe("rmds.keepalive").await.unwrap();
+    let readers = nc.subscribe("rmds.keepalive.reader").await.unwrap();
+    let mut sub = futures::stream::select(common, readers);
     let mut sizes = BTreeMap::new();
     tokio::time::timeout(Duration::from_secs(20), async {
         while sizes.len() < nodes.len() {

@@ -207,7 +207,8 @@ async fn given_a_cluster_key_when_a_nack_is_replayed_then_the_copy_is_dropped_an
         .unwrap();
     let alice = net.client("alice");
     let nc = async_nats::connect(net.nats.url()).await.unwrap();
-    let mut keepalives = Capture::start(&nc, "rmds.keepalive").await;
+    // bob writes no channel: his periodic keepalives go to the writers' subject.
+    let mut keepalives = Capture::start(&nc, "rmds.keepalive.reader").await;
     let frame = keepalives.next_from("bob", |_| true).await;
     let codec = Codec::new(Some(KEY));
     let Ok(Packet::Keepalive(bob)) = codec.decode(&frame) else {

@@ -66,8 +66,10 @@ async fn monitor(url: &str) -> anyhow::Result<Arc<Mutex<Traffic>>> {
     for subject in [
         "rmds.hello",
         "rmds.keepalive",
+        "rmds.keepalive.reader",
         "rmds.bye",
         "rmds.node.*.state",
+        "rmds.node.*.announce",
     ] {
         let mut sub = nc.subscribe(subject.to_string()).await?;
         let t = t.clone();
@@ -76,8 +78,12 @@ async fn monitor(url: &str) -> anyhow::Result<Arc<Mutex<Traffic>>> {
             while let Some(m) = sub.next().await {
                 let kind: &'static str = if m.subject.ends_with(".state") {
                     "state requests"
+                } else if m.subject.ends_with(".announce") {
+                    "answers to hellos"
                 } else if m.subject.as_str() == "rmds.keepalive" {
-                    "keepalive"
+                    "keepalive (to everyone)"
+                } else if m.subject.as_str() == "rmds.keepalive.reader" {
+                    "keepalive (reader-only nodes, to writers)"
                 } else if m.subject.as_str() == "rmds.hello" {
                     "hello"
                 } else {
@@ -104,6 +110,19 @@ async fn monitor(url: &str) -> anyhow::Result<Arc<Mutex<Traffic>>> {
 fn snapshot(t: &Arc<Mutex<Traffic>>) -> (BTreeMap<String, u64>, BTreeMap<&'static str, u64>) {
     let t = t.lock().expect("traffic");
     (t.by_node.clone(), t.by_kind.clone())
+}
+
+/// Each agent's `discovery_bytes_received` counter (0 when it cannot be read).
+async fn discovery_received(clients: &[rmds::Client]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(clients.len());
+    for c in clients {
+        let v = c.stats().await.ok();
+        out.push(
+            v.and_then(|v| v["discovery_bytes_received"].as_u64())
+                .unwrap_or(0),
+        );
+    }
+    out
 }
 
 /// CPU ticks (user + system) and RSS (kB) of a process.
@@ -292,11 +311,13 @@ pub async fn run(a: ScaleArgs) -> anyhow::Result<()> {
     let pids: Vec<u32> = (0..a.agents).filter_map(|i| net.pid(&name(i))).collect();
     let before: Vec<(u64, u64)> = pids.iter().filter_map(|p| proc_stat(*p)).collect();
     let (t0_nodes, t0_kinds) = snapshot(&traffic);
+    let r0 = discovery_received(&clients).await;
     let w = Instant::now();
     tokio::time::sleep(a.idle.into()).await;
     let secs = w.elapsed().as_secs_f64();
     let after: Vec<(u64, u64)> = pids.iter().filter_map(|p| proc_stat(*p)).collect();
     let (t1_nodes, t1_kinds) = snapshot(&traffic);
+    let r1 = discovery_received(&clients).await;
     let tick = 100.0; // USER_HZ
     let cpu: Vec<f64> = before
         .iter()
@@ -329,15 +350,20 @@ pub async fn run(a: ScaleArgs) -> anyhow::Result<()> {
         let d = (*v - t0_kinds.get(k).copied().unwrap_or(0)) as f64 / secs;
         line(format!("| … of which {k} | {d:.0} B/s |"));
     }
-    // Every agent subscribes to hello, keepalive and bye: each receives what the others publish.
+    // What each agent received, by its own counter (`discovery_bytes_received`).
+    let rate = |i: usize| (r1[i].saturating_sub(r0[i])) as f64 / secs;
+    let (writers, readers): (Vec<usize>, Vec<usize>) =
+        (0..a.agents).partition(|i| joins[*i].iter().any(|j| !j.ends_with(":reader")));
+    let of = |set: &[usize]| stats(&set.iter().map(|i| rate(*i)).collect::<Vec<_>>());
+    let (wmin, wavg, wmax) = of(&writers);
+    line(format!("| discovery bytes received per writer (min / avg / max) | {wmin:.0} / {wavg:.0} / {wmax:.0} B/s |"));
+    if !readers.is_empty() {
+        let (rmin, ravg, rmax) = of(&readers);
+        line(format!("| discovery bytes received per reader-only agent (min / avg / max) | {rmin:.0} / {ravg:.0} / {rmax:.0} B/s |"));
+    }
+    let sent: f64 = (0..a.agents).map(rate).sum();
     line(format!(
-        "| discovery bytes received per agent (the others' keepalives, hellos, byes) | {:.0} B/s |",
-        published - pavg
-    ));
-    line(format!(
-        "| bytes the server sends for discovery (fan-out to {} subscribers) | {:.0} B/s |",
-        a.agents - 1,
-        published * (a.agents - 1) as f64
+        "| bytes the server sends for discovery (all agents received) | {sent:.0} B/s |"
     ));
 
     // Fan-out: one message to every reader of ch0.

@@ -79,6 +79,11 @@ pub struct NodeInfo {
     /// What it reported as pending (peers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<u64>,
+    /// Whether the answering node follows this peer's keepalives and times it out
+    /// (peers). A node that writes a channel follows every peer, a node that writes
+    /// none only the writers; an untracked peer is online from its hello to its bye.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracked: Option<bool>,
     /// Whether NATS is connected (the node answering).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nats: Option<bool>,

@@ -4,6 +4,12 @@
 //! change only through a full list at least as new as the announced digest, so a
 //! membership disappears only by a fresh, signed leave, never by what an old or
 //! replayed announce said.
+//!
+//! Liveness is followed only where it is heard: a node that writes a channel hears
+//! every peer's keepalives, a node that writes none hears only the peers that write
+//! (reader-only nodes' keepalives go to writers alone). A peer this node does not
+//! follow is never timed out: it is online from its hello or change announcement to
+//! its bye.
 
 use super::freshness::{Freshness, Scope};
 use super::state;
@@ -31,6 +37,9 @@ pub struct PeerSnapshot {
     pub node_id: String,
     /// Online now.
     pub online: bool,
+    /// Whether this node follows its keepalives (and so times it out); an untracked
+    /// peer is online from its hello to its bye.
+    pub tracked: bool,
     /// Database epoch.
     pub epoch: u64,
     /// API address it advertises.
@@ -95,6 +104,15 @@ pub struct View {
     pub own_digest: Digest,
     peers: BTreeMap<NodeId, Peer>,
     liveness: HashMap<NodeId, watch::Sender<Liveness>>,
+    /// When this node last started to write a channel: the peers it starts to follow
+    /// then get a full timeout from that moment.
+    tracking_since: Option<Instant>,
+}
+
+impl Peer {
+    fn writes(&self) -> bool {
+        self.memberships.values().any(|r| r.writes())
+    }
 }
 
 /// How often last-seen is written for a peer that stays online.
@@ -163,6 +181,16 @@ impl View {
         self.peers.get(node).map(|p| (p.epoch, p.api.clone()))
     }
 
+    /// Whether this node writes a channel (and so follows every peer's keepalives).
+    pub fn writes(&self) -> bool {
+        self.own.values().any(|r| r.writes())
+    }
+
+    /// Whether this node follows `node`'s keepalives (see the module notes).
+    pub fn tracks(&self, node: &NodeId) -> bool {
+        self.writes() || self.peers.get(node).is_some_and(Peer::writes)
+    }
+
     /// (online, known).
     pub fn counts(&self) -> (usize, usize) {
         (
@@ -214,10 +242,14 @@ impl View {
         }
     }
 
-    /// Sets this node's memberships, changed at `version`.
-    pub fn set_own(&mut self, own: BTreeMap<Channel, Role>, version: Stamp) {
+    /// Sets this node's memberships, changed at `version` (at `now`, local clock).
+    pub fn set_own(&mut self, own: BTreeMap<Channel, Role>, version: Stamp, now: Instant) {
+        let wrote = self.writes();
         self.own_digest = state::digest(version, &own);
         self.own = own;
+        if self.writes() && !wrote {
+            self.tracking_since = Some(now);
+        }
     }
 
     /// Applies a hello or keepalive received at `now` (local clock); `None` when the
@@ -372,15 +404,21 @@ impl View {
         }
     }
 
-    /// Marks peers not heard from within `timeout` offline; returns them.
+    /// Marks the peers this node follows that it has not heard from within `timeout`
+    /// offline; returns them.
     pub fn mark_offline(&mut self, now: Instant, timeout: Duration) -> Vec<NodeId> {
+        let (all, since) = (self.writes(), self.tracking_since);
         let gone: Vec<NodeId> = self
             .peers
             .iter_mut()
             .filter(|(_, p)| {
+                let heard = match (p.last_seen, since) {
+                    (Some(t), Some(s)) => Some(t.max(s)),
+                    (t, s) => t.or(s),
+                };
                 p.online
-                    && p.last_seen
-                        .is_none_or(|t| now.saturating_duration_since(t) > timeout)
+                    && (all || p.writes())
+                    && heard.is_none_or(|t| now.saturating_duration_since(t) > timeout)
             })
             .map(|(id, p)| {
                 p.online = false;
@@ -414,11 +452,13 @@ impl View {
     /// Every peer for the API.
     pub fn snapshot(&self) -> Vec<PeerSnapshot> {
         let now = Instant::now();
+        let all = self.writes();
         self.peers
             .iter()
             .map(|(id, p)| PeerSnapshot {
                 node_id: id.to_string(),
                 online: p.online,
+                tracked: all || p.writes(),
                 epoch: p.epoch,
                 api: p.api.clone(),
                 last_seen: p.last_seen_wall,

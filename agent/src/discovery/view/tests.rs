@@ -241,3 +241,69 @@ fn given_a_kicked_peer_when_it_announces_its_old_list_again_then_it_stays_out_un
     learn(&mut v, &ann("lisa", 4, 2, &again), &again, t0);
     assert_eq!(v.readers(&news), vec![lisa]);
 }
+
+fn own(v: &mut View, ms: &[(&str, Role)], now: Instant) {
+    v.set_own(list(ms), st(1, 1), now);
+}
+
+fn tracked(v: &View, node: &str) -> bool {
+    v.snapshot()
+        .into_iter()
+        .find(|p| p.node_id == node)
+        .expect("known peer")
+        .tracked
+}
+
+#[test]
+fn given_reader_only_node_when_reader_peer_falls_silent_then_not_timed_out_but_writer_is() {
+    let mut v = view();
+    let t0 = Instant::now();
+    own(&mut v, &[("chat", Role::Reader)], t0);
+    let reader = [("chat", Role::Reader)];
+    let writer = [("chat", Role::Writer)];
+    learn(&mut v, &ann("lisa", 1, 1, &reader), &reader, t0);
+    learn(&mut v, &ann("alice", 1, 1, &writer), &writer, t0);
+    assert!(!v.tracks(&NodeId::new("lisa").unwrap()));
+    assert!(v.tracks(&NodeId::new("alice").unwrap()));
+    assert!(!tracked(&v, "lisa") && tracked(&v, "alice"));
+    // Its keepalives never reach this node: silence says nothing about lisa.
+    let gone = v.mark_offline(t0 + Duration::from_secs(31), Duration::from_secs(30));
+    assert_eq!(gone, vec![NodeId::new("alice").unwrap()]);
+    assert_eq!(v.counts(), (1, 2), "lisa stays online until her bye");
+    assert_eq!(v.bye(&NodeId::new("lisa").unwrap(), st(1, 2)), Some(true));
+    assert_eq!(v.counts(), (0, 2));
+}
+
+#[test]
+fn given_node_starts_writing_when_reader_peer_silent_then_full_timeout_from_then() {
+    let mut v = view();
+    let t0 = Instant::now();
+    let reader = [("chat", Role::Reader)];
+    learn(&mut v, &ann("lisa", 1, 1, &reader), &reader, t0);
+    // Long after lisa was last heard (her keepalives went to writers only), this
+    // node starts to write: lisa is followed from now on, with a whole timeout.
+    let t1 = t0 + Duration::from_secs(600);
+    own(&mut v, &[("chat", Role::Writer)], t1);
+    assert!(tracked(&v, "lisa"));
+    assert!(v
+        .mark_offline(t1 + Duration::from_secs(29), Duration::from_secs(30))
+        .is_empty());
+    // Heard again: her own silence counts from then.
+    v.apply(&ann("lisa", 2, 1, &reader), t1 + Duration::from_secs(20), 0);
+    assert!(v
+        .mark_offline(t1 + Duration::from_secs(45), Duration::from_secs(30))
+        .is_empty());
+    let gone = v.mark_offline(t1 + Duration::from_secs(51), Duration::from_secs(30));
+    assert_eq!(gone, vec![NodeId::new("lisa").unwrap()]);
+    // No longer writing: lisa is no longer followed (nor timed out when back).
+    v.apply(&ann("lisa", 3, 1, &reader), t1 + Duration::from_secs(60), 0);
+    own(
+        &mut v,
+        &[("chat", Role::Reader)],
+        t1 + Duration::from_secs(61),
+    );
+    assert!(!tracked(&v, "lisa"));
+    assert!(v
+        .mark_offline(t1 + Duration::from_secs(600), Duration::from_secs(30))
+        .is_empty());
+}
