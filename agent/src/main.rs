@@ -8,7 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of the system allocator: the hot path allocates and frees small
 /// buffers per message, and glibc's malloc (consolidation, free lists) showed as a
-/// tenth of the agent's CPU in the profile.
+/// tenth of the agent's CPU in the profile. The `system-alloc` feature keeps the
+/// system allocator, for heap profilers that hook malloc (heaptrack).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

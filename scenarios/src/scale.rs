@@ -45,6 +45,10 @@ pub struct ScaleArgs {
     /// for `--stream-idle-release`).
     #[arg(long, default_value_t = 100)]
     pub burst: u64,
+    /// Bursts (each followed by the streams' release): memory per peer is bounded when
+    /// a later round does not raise the RSS a former one reached.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
     /// `delivery.stream_idle_release` of every agent.
     #[arg(long, default_value = "5s")]
     pub stream_idle_release: humantime::Duration,
@@ -186,34 +190,45 @@ async fn per_peer_memory(
     };
     let released = |v: &serde_json::Value| v["streams_released"].as_u64().unwrap_or(0);
     let before = rss();
-    let released0 = released(&writer.stats().await?);
-    let payloads: Vec<String> = (0..a.burst).map(|i| format!("burst {i}")).collect();
-    for chunk in payloads.chunks(100) {
-        writer.publish_batch("ch0", chunk).await?;
-    }
-    // Delivered to every reader: nothing pending at n000.
-    net.wait_drained("n000", Duration::from_secs(120)).await?;
-    let busy = rss();
-    let idle_release: Duration = a.stream_idle_release.into();
-    let w = writer.clone();
-    let want = released0 + readers as u64;
-    let waited = eventually(
-        idle_release * 4 + Duration::from_secs(30),
-        "the idle streams released",
-        || {
-            let w = w.clone();
-            async move {
-                let n = released(&w.stats().await.ok()?);
-                (n >= want).then_some(n)
-            }
-        },
-    )
-    .await;
-    let after = rss();
     line(format!(
-        "| n000's RSS with streams to {readers} readers: idle / after {} messages to each (peak) / streams idle for {} | {before:.1} / {busy:.1} ({:.1}) / {after:.1} MiB |",
-        a.burst, a.stream_idle_release, peak()
+        "| n000's RSS with streams to {readers} readers, idle before any burst | {before:.1} MiB |"
     ));
+    for round in 1..=a.rounds.max(1) {
+        let released0 = released(&writer.stats().await?);
+        let payloads: Vec<String> = (0..a.burst)
+            .map(|i| format!("round {round} burst {i}"))
+            .collect();
+        for chunk in payloads.chunks(100) {
+            writer.publish_batch("ch0", chunk).await?;
+        }
+        // Delivered to every reader: nothing pending at n000.
+        net.wait_drained("n000", Duration::from_secs(120)).await?;
+        let busy = rss();
+        let idle_release: Duration = a.stream_idle_release.into();
+        let w = writer.clone();
+        let want = released0 + readers as u64;
+        let waited = eventually(
+            idle_release * 4 + Duration::from_secs(30),
+            "the idle streams released",
+            || {
+                let w = w.clone();
+                async move {
+                    let n = released(&w.stats().await.ok()?);
+                    (n >= want).then_some(n)
+                }
+            },
+        )
+        .await;
+        let after = rss();
+        let freed = match waited {
+            Ok(n) => format!("{} streams released", n - released0),
+            Err(e) => format!("not all streams released: {e}"),
+        };
+        line(format!(
+            "| round {round}: n000's RSS after {} messages to each reader (peak so far) / streams idle for {} ({freed}) | {busy:.1} ({:.1}) / {after:.1} MiB |",
+            a.burst, a.stream_idle_release, peak()
+        ));
+    }
     // What the RSS is made of: anonymous memory (heap) or mapped files (SQLite's -shm).
     let parts = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -227,14 +242,6 @@ async fn per_peer_memory(
     line(format!(
         "| n000's RSS once released, by kind (KiB) | {parts} |"
     ));
-    match waited {
-        Ok(n) => line(format!(
-            "| n000's streams released after {} idle | {} |",
-            a.stream_idle_release,
-            n - released0
-        )),
-        Err(e) => line(format!("| n000's streams released | not all: {e} |")),
-    }
     Ok(())
 }
 

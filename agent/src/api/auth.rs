@@ -19,6 +19,16 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+/// Password hashes (argon2id, 19 MiB each) computed at once: a flood of logins waits
+/// here rather than taking a blocking thread and 19 MiB each.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Runs a password hash or check on a blocking thread, at most two at a time.
+async fn hashing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let _permit = HASHING.acquire().await.ok()?;
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
 fn body<T>(b: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ApiError> {
     b.map(|Json(v)| v).map_err(|e| {
         let mut err = from_rejection(e.status(), e.body_text());
@@ -64,9 +74,9 @@ async fn create_user(
     only_first: bool,
 ) -> Result<Response, ApiError> {
     check_user(&name, &pw)?;
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+    let hash = hashing(move || password::hash(&pw))
         .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .ok_or_else(|| ApiError::unavailable("password hashing failed".to_string()))?
         .map_err(ApiError::unavailable)?;
     let row = store::auth::Row {
         kind: "user".into(),
@@ -148,7 +158,7 @@ pub async fn login(
     let ok = match row {
         Some(r) => {
             let pw = c.password.clone();
-            tokio::task::spawn_blocking(move || password::verify(&pw, &r.secret))
+            hashing(move || password::verify(&pw, &r.secret))
                 .await
                 .unwrap_or(false)
         }

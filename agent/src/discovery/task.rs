@@ -135,12 +135,12 @@ impl DiscoveryTask {
                     if let Ok(Packet::Hello(a)) = t.decode(&msg.payload) {
                         if a.node != me {
                             let node = a.node.clone();
-                            let tracked = self.handle.read(|v| v.tracks(&node));
+                            let (tracked, online) = self.handle.read(|v| (v.tracks(&node), v.online(&node)));
                             if self.apply(a).await {
                                 self.handle.write(|v| v.reannounced(&node));
-                                if !tracked {
-                                    // Not timed out here, so never "came online": its hello
-                                    // is the sign that it restarted or reconnected.
+                                if !tracked && online {
+                                    // Not timed out here, so it did not "come online": its
+                                    // hello is the sign that it restarted or reconnected.
                                     let _ = self.handle.events.send(DiscoveryEvent::Online(node.clone()));
                                 }
                                 self.send(t.announce_subject(&node), Packet::Keepalive(self.announce())).await;

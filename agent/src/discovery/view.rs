@@ -191,6 +191,11 @@ impl View {
         self.writes() || self.peers.get(node).is_some_and(Peer::writes)
     }
 
+    /// Whether `node` is known and online here.
+    pub fn online(&self, node: &NodeId) -> bool {
+        self.peers.get(node).is_some_and(|p| p.online)
+    }
+
     /// (online, known).
     pub fn counts(&self) -> (usize, usize) {
         (

@@ -1,11 +1,17 @@
 //! A small pool of read connections used from blocking threads.
+//!
+//! At most `size` reads run at once: the others wait for a permit. Without that bound,
+//! 200 sending streams loading at once opened 200 connections on 200 blocking threads
+//! (each with its own schema, lookaside and page cache), and the process kept that
+//! memory after they were gone.
 
 use super::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
 
-/// Read-only connections, opened lazily, reused, at most `size` kept idle.
+/// Read-only connections, opened lazily, reused, at most `size` open and in use.
 #[derive(Clone)]
 pub struct ReadPool {
     inner: Arc<Inner>,
@@ -15,6 +21,8 @@ struct Inner {
     path: PathBuf,
     size: usize,
     idle: Mutex<Vec<Connection>>,
+    /// One per connection: bounds the reads (and blocking threads) running at once.
+    permits: Semaphore,
 }
 
 impl ReadPool {
@@ -23,8 +31,9 @@ impl ReadPool {
         ReadPool {
             inner: Arc::new(Inner {
                 path,
-                size,
+                size: size.max(1),
                 idle: Mutex::new(Vec::new()),
+                permits: Semaphore::new(size.max(1)),
             }),
         }
     }
@@ -56,15 +65,22 @@ impl ReadPool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        let permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Closed)?;
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let out = tokio::task::spawn_blocking(move || {
             let conn = pool.take()?;
             let out = f(&conn);
             pool.put(conn);
             out
         })
-        .await
-        .map_err(|e| Error::Sqlite(format!("read task failed: {e}")))?
+        .await;
+        drop(permit);
+        out.map_err(|e| Error::Sqlite(format!("read task failed: {e}")))?
     }
 
     /// Runs `f` on a read connection on the current thread (for startup code).
@@ -86,5 +102,43 @@ impl ReadPool {
         })
         .await
         .map_err(|e| Error::Sqlite(format!("checkpoint task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn given_many_reads_at_once_when_run_then_at_most_size_run_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x);")
+            .unwrap();
+        let pool = ReadPool::new(path, 3);
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut reads = tokio::task::JoinSet::new();
+        for _ in 0..40 {
+            let (pool, now, most) = (pool.clone(), now.clone(), most.clone());
+            reads.spawn(async move {
+                pool.read(move |c| {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    let count: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    Ok(count)
+                })
+                .await
+            });
+        }
+        while let Some(r) = reads.join_next().await {
+            assert_eq!(r.unwrap().unwrap(), 0);
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 3, "reads running at once");
+        assert!(pool.inner.idle.lock().unwrap().len() <= 3);
     }
 }
