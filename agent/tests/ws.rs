@@ -318,6 +318,12 @@ async fn given_a_tap_then_it_sees_history_and_live_events_without_moving_any_gro
     for _ in 0..hello["history"].as_u64().unwrap() {
         let f = next(&mut atap, Duration::from_secs(5)).await.unwrap();
         kinds.insert(f["event"]["kind"].as_str().unwrap().to_string());
+        if f["event"]["kind"] == "published" {
+            // Receivers are named up to a bound, and counted.
+            let d = &f["event"]["detail"];
+            assert_eq!(d["receivers"], serde_json::json!(["bob"]), "{f}");
+            assert_eq!(d["receivers_total"], 1, "{f}");
+        }
     }
     for k in ["published", "sent", "acked", "peer_up"] {
         assert!(kinds.contains(k), "{k} missing from {kinds:?}");

@@ -11,6 +11,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Receivers named in a `published` event (`receivers_total` counts them all).
+const EVENT_RECEIVERS: usize = 16;
+
 /// A message as an application hands it in.
 #[derive(Debug, Clone)]
 pub struct Draft {
@@ -281,13 +284,16 @@ impl Service {
                         }
                     }
                 }
+                // The tap keeps its last events: name a bounded number of receivers, so
+                // that its memory does not grow with the number of peers.
                 let receivers: Vec<String> = routes.iter().map(|(r, _)| r.clone()).collect();
+                let named = &receivers[..receivers.len().min(EVENT_RECEIVERS)];
                 m.events.emit(
                     EventKind::Published,
                     Some(channel.as_str()),
                     Some(&id),
                     None,
-                    json!({"receivers": receivers, "unrouted": unrouted}),
+                    json!({"receivers": named, "receivers_total": receivers.len(), "unrouted": unrouted}),
                 );
                 for (r, ch, seq) in &dropped {
                     m.events.emit(
