@@ -173,11 +173,14 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: us
                     );
                     continue;
                 }
-                let mark = tx.execute(
-                    "INSERT INTO meta(key, value) VALUES (?1, ?2)
-                     ON CONFLICT(key) DO UPDATE SET value = ?2",
-                    rusqlite::params![BATCH_KEY, number.to_string()],
-                );
+                let mark = tx
+                    .prepare_cached(
+                        "INSERT INTO meta(key, value) VALUES (?1, ?2)
+                         ON CONFLICT(key) DO UPDATE SET value = ?2",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(rusqlite::params![BATCH_KEY, number.to_string()])
+                    });
                 match mark {
                     Ok(_) => tx.commit().map_err(|e| Error::Commit(e.to_string())),
                     Err(e) => Err(Error::Commit(e.to_string())),
