@@ -143,3 +143,44 @@ async fn given_one_writer_and_four_readers_when_idle_then_readers_hear_only_the_
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn given_a_reader_only_issuer_when_an_untracked_peer_missed_a_kick_then_it_gets_it_on_its_hello(
+) {
+    let mut net = TestNet::builder()
+        .binary(bin())
+        .agent("alice", &["chat:writer"])
+        .agent("lisa", &["chat:reader"])
+        .agent("mike", &["chat:reader"])
+        .start()
+        .await
+        .unwrap();
+    net.wait_discovered("alice", "chat", &["lisa", "mike"])
+        .await
+        .unwrap();
+    let lisa = net.client("lisa");
+    eventually(Duration::from_secs(10), "lisa to know mike", || {
+        let l = lisa.clone();
+        async move { (peer(&l, "mike").await?["online"] == true).then_some(()) }
+    })
+    .await
+    .unwrap();
+    // mike dies without a bye: lisa does not follow him, so he stays online there.
+    net.node("mike").kill().await.unwrap();
+    let out = lisa
+        .post_json("/v1/nodes/mike/kick?wait=1s", &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(out["not_answered"][0]["node"], "mike", "{out}");
+    assert_eq!(out["not_answered"][0]["online"], true, "{out}");
+    assert_eq!(peer(&lisa, "mike").await.unwrap()["tracked"], false);
+    // When mike is back, his hello is what tells lisa to send the command again.
+    net.node("mike").start().await.unwrap();
+    let mike = net.client("mike");
+    eventually(Duration::from_secs(20), "mike applies the kick", || {
+        let m = mike.clone();
+        async move { m.health().await.ok()?["kicked"].is_object().then_some(()) }
+    })
+    .await
+    .unwrap();
+}
