@@ -25,6 +25,7 @@
 //! and an acknowledged message is not delivered to that group again).
 
 mod actor;
+mod plans;
 pub mod state;
 
 use crate::config::GroupsConfig;
