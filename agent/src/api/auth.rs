@@ -21,12 +21,20 @@ use std::sync::Arc;
 
 /// Password hashes (argon2id, 19 MiB each) computed at once: a flood of logins waits
 /// here rather than taking a blocking thread and 19 MiB each.
-static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+static HASHING: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(2)));
 
-/// Runs a password hash or check on a blocking thread, at most two at a time.
+/// Runs a password hash or check on a blocking thread, at most two at a time. The
+/// permit is held by the blocking closure: a client that disconnects while its hash
+/// runs does not let a third one start.
 async fn hashing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    let _permit = HASHING.acquire().await.ok()?;
-    tokio::task::spawn_blocking(f).await.ok()
+    let permit = HASHING.clone().acquire_owned().await.ok()?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f()
+    })
+    .await
+    .ok()
 }
 
 fn body<T>(b: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ApiError> {

@@ -22,7 +22,9 @@ struct Inner {
     size: usize,
     idle: Mutex<Vec<Connection>>,
     /// One per connection: bounds the reads (and blocking threads) running at once.
-    permits: Semaphore,
+    /// A permit moves into the blocking closure, so a caller that gives up waiting
+    /// (a cancelled future) does not free it while the read still runs.
+    permits: Arc<Semaphore>,
 }
 
 impl ReadPool {
@@ -33,7 +35,7 @@ impl ReadPool {
                 path,
                 size: size.max(1),
                 idle: Mutex::new(Vec::new()),
-                permits: Semaphore::new(size.max(1)),
+                permits: Arc::new(Semaphore::new(size.max(1))),
             }),
         }
     }
@@ -68,18 +70,19 @@ impl ReadPool {
         let permit = self
             .inner
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| Error::Closed)?;
         let pool = self.clone();
         let out = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = pool.take()?;
             let out = f(&conn);
             pool.put(conn);
             out
         })
         .await;
-        drop(permit);
         out.map_err(|e| Error::Sqlite(format!("read task failed: {e}")))?
     }
 
@@ -140,5 +143,32 @@ mod tests {
         }
         assert_eq!(most.load(Ordering::SeqCst), 3, "reads running at once");
         assert!(pool.inner.idle.lock().unwrap().len() <= 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn given_a_cancelled_read_when_another_starts_then_it_waits_for_the_first_to_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x);")
+            .unwrap();
+        let pool = ReadPool::new(path, 1);
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let read = |now: Arc<AtomicUsize>, most: Arc<AtomicUsize>| {
+            move |_: &Connection| {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        };
+        // The caller gives up while its read runs on the blocking thread.
+        let first = pool.read(read(now.clone(), most.clone()));
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(30), first).await;
+        assert!(gave_up.is_err());
+        pool.read(read(now.clone(), most.clone())).await.unwrap();
+        assert_eq!(most.load(Ordering::SeqCst), 1, "reads running at once");
     }
 }
