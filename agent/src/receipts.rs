@@ -1,9 +1,10 @@
 //! Consumption receipts: tell each sender when its messages were first consumed here.
 //!
-//! A consumer group's first ack of a log entry queues a receipt row in the same
-//! transaction. This task sends the rows to their senders in batches, as NATS
+//! A consumer group's first ack of log entries queues, in the same transaction, a
+//! run of log offsets per sender (`store::consumed`). This task reads the message
+//! ids of the runs from the log and sends them to their senders in batches, as NATS
 //! requests; a sender records them (its message status then reads `consumed`) and
-//! answers, and only then are the rows deleted. Unanswered batches are retried, so a
+//! answers, and only then are the runs forgotten. Unanswered batches are retried, so a
 //! receipt survives NATS outages and restarts; receipts for a sender never heard from
 //! again are dropped after `delivered_message_retention`.
 
@@ -12,7 +13,6 @@ use crate::names::NodeId;
 use crate::store::{self, now_ms, Store};
 use crate::transport::Transport;
 use crate::wire::{Packet, Receipt};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -44,13 +44,13 @@ pub async fn run(
             let older = now_ms() - retention.as_millis() as i64;
             let _ = store
                 .writer
-                .run(move |c| store::groups::receipts_done(c, "", 0, older))
+                .run(move |c| store::groups::receipts_done(c, "", None, older))
                 .await;
         }
         if !transport.is_connected() {
             continue;
         }
-        let rows = match store
+        let batches = match store
             .reads
             .read(|c| store::groups::pending_receipts(c, BATCH))
             .await
@@ -62,23 +62,32 @@ pub async fn run(
                 continue;
             }
         };
-        let mut by_sender: BTreeMap<String, Vec<(u64, String, i64)>> = BTreeMap::new();
-        for (row, sender, id, at) in rows {
-            let list = by_sender.entry(sender).or_default();
-            if list.len() < BATCH {
-                list.push((row, id, at));
-            }
-        }
-        for (sender, list) in by_sender {
+        for b in batches {
+            let sender = b.sender;
+            let mark = b.mark;
+            let older = now_ms() - retention.as_millis() as i64;
             let Ok(sender_id) = NodeId::new(sender.clone()) else {
                 continue;
             };
-            let batch = list.last().map_or(0, |r| r.0);
+            if b.consumed.is_empty() {
+                // The runs' entries are gone from the log (purged): nothing to tell.
+                let s = sender.clone();
+                if let Err(e) = store
+                    .writer
+                    .run(move |c| store::groups::receipts_done(c, &s, Some(mark), older))
+                    .await
+                {
+                    metrics.store_errors.inc();
+                    tracing::warn!(error = %e, "cannot forget empty receipt runs");
+                }
+                continue;
+            }
+            let batch = mark.run;
             let packet = Packet::Receipt(Receipt {
                 receiver: me.clone(),
                 sender: sender_id.clone(),
                 batch,
-                consumed: list.into_iter().map(|(_, id, at)| (id, at)).collect(),
+                consumed: b.consumed,
             });
             let answer = transport
                 .request(
@@ -89,11 +98,10 @@ pub async fn run(
                 .await;
             match answer {
                 Ok(Packet::ReceiptAck(a)) if a.batch == batch && a.receiver == me => {
-                    let older = now_ms() - retention.as_millis() as i64;
                     let s = sender.clone();
                     if let Err(e) = store
                         .writer
-                        .run(move |c| store::groups::receipts_done(c, &s, batch, older))
+                        .run(move |c| store::groups::receipts_done(c, &s, Some(mark), older))
                         .await
                     {
                         metrics.store_errors.inc();

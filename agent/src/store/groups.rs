@@ -381,42 +381,9 @@ pub fn set_group_dead(
     Ok(Some(offset as u64))
 }
 
-pub use super::consumed::{is_consumed, mark_consumed};
-
-/// Receipts waiting to be sent, oldest first, at most `per_sender` for each sender
-/// (one sender that cannot be reached never holds up the others):
-/// (row id, sender, message id, consumed at).
-pub fn pending_receipts(
-    conn: &Connection,
-    per_sender: usize,
-) -> Result<Vec<(u64, String, String, i64)>> {
-    let senders: Vec<String> = conn
-        .prepare_cached("SELECT DISTINCT sender FROM receipts_out")?
-        .query_map([], |r| r.get(0))?
-        .collect::<std::result::Result<_, _>>()?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, sender, message_id, consumed_at FROM receipts_out WHERE sender = ? ORDER BY id LIMIT ?",
-    )?;
-    let mut rows = Vec::new();
-    for s in senders {
-        for r in stmt.query_map(params![s, per_sender as i64], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
-        })? {
-            rows.push(r?);
-        }
-    }
-    Ok(rows)
-}
-
-/// Forgets receipts a sender recorded (its rows up to `upto`), and receipts older
-/// than `older_than` ms that never found their sender.
-pub fn receipts_done(conn: &Connection, sender: &str, upto: u64, older_than: i64) -> Result<()> {
-    conn.prepare_cached("DELETE FROM receipts_out WHERE sender = ? AND id <= ?")?
-        .execute(params![sender, upto as i64])?;
-    conn.prepare_cached("DELETE FROM receipts_out WHERE consumed_at < ?")?
-        .execute([older_than])?;
-    Ok(())
-}
+pub use super::consumed::{
+    is_consumed, mark_consumed, pending_receipts, receipts_done, ReceiptBatch, ReceiptMark,
+};
 
 /// Puts every redriven dead letter of a group back in the queue.
 pub fn unredrive_all(conn: &Connection, channel: &str, name: &str) -> Result<()> {

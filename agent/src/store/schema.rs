@@ -321,6 +321,26 @@ CREATE TABLE stats_samples (
 );
 CREATE INDEX stats_samples_by_time ON stats_samples(at);
 "#,
+    // 10: receipts waiting for their sender as runs of log offsets, one row per
+    // (group ack, sender) instead of one per message: the receipt task reads the
+    // message ids from the log when it sends them.
+    r#"
+CREATE TABLE receipt_runs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  sender TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  lo INTEGER NOT NULL,
+  hi INTEGER NOT NULL,
+  consumed_at INTEGER NOT NULL
+);
+CREATE INDEX receipt_runs_by_sender ON receipt_runs(sender, id);
+CREATE INDEX receipt_runs_by_time ON receipt_runs(consumed_at);
+INSERT INTO receipt_runs(sender, channel, lo, hi, consumed_at)
+  SELECT r.sender, l.channel, l.offset, l.offset, r.consumed_at
+  FROM receipts_out r JOIN channel_log l ON l.message_id = r.message_id AND l.sender = r.sender
+  ORDER BY r.id;
+DROP TABLE receipts_out;
+"#,
 ];
 
 /// Pragmas for every connection.
@@ -416,4 +436,48 @@ pub fn next_boot(conn: &Connection) -> Result<u64> {
         params![boot.to_string()],
     )?;
     Ok(boot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_receipts_queued_before_runs_when_migrated_then_each_becomes_a_run() {
+        let mut c = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..9] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 9).unwrap();
+        for o in 1..=3i64 {
+            c.execute(
+                "INSERT INTO channel_log(channel, offset, message_id, sender, created_at, received_at, expires_at, content_type, headers, payload)
+                 VALUES ('c', ?1, 'm' || ?1, 'alice', 0, 0, 1, 'text/plain', '[]', x'')",
+                [o],
+            )
+            .unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO receipts_out(sender, message_id, consumed_at) VALUES
+               ('alice', 'm3', 7), ('alice', 'm1', 8), ('alice', 'gone', 9);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let runs: Vec<(String, String, i64, i64, i64)> = c
+            .prepare("SELECT sender, channel, lo, hi, consumed_at FROM receipt_runs ORDER BY id")
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        let alice = || "alice".to_string();
+        let c_ = || "c".to_string();
+        assert_eq!(
+            runs,
+            vec![(alice(), c_(), 3, 3, 7), (alice(), c_(), 1, 1, 8)],
+            "a receipt whose entry is gone has nothing to tell"
+        );
+    }
 }

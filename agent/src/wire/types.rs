@@ -112,7 +112,7 @@ pub struct Receipt {
     pub receiver: NodeId,
     /// The node that sent them.
     pub sender: NodeId,
-    /// Batch id (the receiver's highest receipt row in it).
+    /// Batch id (the receiver's last receipt run in it).
     pub batch: u64,
     /// (message id, consumed at ms on the receiver's clock).
     pub consumed: Vec<(String, i64)>,
