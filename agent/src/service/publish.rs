@@ -195,13 +195,14 @@ impl Service {
         drafts: Vec<Draft>,
     ) -> Result<Vec<Result<Published, ServiceError>>, ServiceError> {
         check_writer(self, channel)?;
-        let prepared: Vec<Result<NewMessage, ServiceError>> = drafts
+        // Each message once, shared by the store job, the answer and the streams.
+        let prepared: Vec<Result<Arc<NewMessage>, ServiceError>> = drafts
             .into_iter()
-            .map(|d| self.prepare(channel, d))
+            .map(|d| self.prepare(channel, d).map(Arc::new))
             .collect();
         let msgs: Vec<Arc<NewMessage>> = prepared
             .iter()
-            .filter_map(|p| p.as_ref().ok().cloned().map(Arc::new))
+            .filter_map(|p| p.as_ref().ok().cloned())
             .collect();
         let mut stored = msgs.clone().into_iter();
         let receivers = self.readers(channel);
