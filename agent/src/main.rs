@@ -14,6 +14,39 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc v3 gives memory it no longer uses back to the OS after a purge delay of
+/// 1,000 ms, so a burst's freed buffers stay resident for a second: while a million
+/// messages were queued the agent peaked at 52-53 MB RSS, and at 47-48.5 MB with a
+/// 10 ms delay (mimalloc v2's default) at the same throughput within the runs' noise
+/// (0 ms cost about 12 % of the batch rate). The environment's
+/// `MIMALLOC_PURGE_DELAY`, when set, is left alone.
+#[cfg(not(feature = "system-alloc"))]
+fn tune_allocator() {
+    use std::ffi::{c_int, c_long};
+    /// `mi_option_purge_delay` in mimalloc v3's `mimalloc.h`.
+    const PURGE_DELAY: c_int = 15;
+    /// Its default there: seeing it confirms the option number.
+    const V3_DEFAULT: c_long = 1000;
+    extern "C" {
+        fn mi_option_get(option: c_int) -> c_long;
+        fn mi_option_set(option: c_int, value: c_long);
+    }
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: both functions only read or write one of mimalloc's option slots (a
+    // plain integer); they may be called from any thread at any time.
+    #[allow(unsafe_code)]
+    unsafe {
+        if mi_option_get(PURGE_DELAY) == V3_DEFAULT {
+            mi_option_set(PURGE_DELAY, 10);
+        }
+    }
+}
+
+#[cfg(feature = "system-alloc")]
+fn tune_allocator() {}
+
 /// Reliable message delivery agent.
 #[derive(Parser, Debug)]
 #[command(name = "rmds-agent", version, about)]
@@ -109,6 +142,7 @@ fn secret_env(name: &str) -> Option<rmds_agent::config::Secret> {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let args = Args::parse();
     if let Some(url) = &args.probe {
         return probe(url);
