@@ -146,3 +146,69 @@ async fn given_receipts_switched_off_then_status_stays_delivered_after_the_ack()
     assert!(receiver(&st, "bob")["consumed_at"].is_null(), "{st}");
     net.assert_healthy().unwrap();
 }
+
+/// Publishes `n` messages from `client` in batches of 100 and returns their ids.
+async fn publish_many(client: &rmds::Client, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for start in (0..n).step_by(100) {
+        let items: Vec<Value> = (start..(start + 100).min(n))
+            .map(|i| json!({"n": i}))
+            .collect();
+        let v = client.publish_batch("chat", &items).await.unwrap();
+        for r in v["results"].as_array().unwrap() {
+            ids.push(r["id"].as_str().unwrap().to_string());
+        }
+    }
+    ids
+}
+
+async fn wait_all_consumed(client: &rmds::Client, ids: &[String], node: &str) {
+    for id in ids {
+        wait_state(client, id, node, "consumed").await;
+    }
+}
+
+#[tokio::test]
+async fn given_many_receipts_for_two_senders_one_away_then_each_sender_hears_all_of_its_own() {
+    let mut net = TestNet::builder()
+        .binary(bin())
+        .agent("alice", &["chat:writer"])
+        .agent("carol", &["chat:writer"])
+        .agent("bob", &["chat:reader"])
+        .start()
+        .await
+        .unwrap();
+    for w in ["alice", "carol"] {
+        net.wait_discovered(w, "chat", &["bob"]).await.unwrap();
+    }
+    let (alice, carol, bob) = (net.client("alice"), net.client("carol"), net.client("bob"));
+    // More than one receipt request's worth (1,000) from each sender, interleaved in
+    // bob's log, so that runs mix senders and requests stop inside a run.
+    let mut from_alice = Vec::new();
+    let mut from_carol = Vec::new();
+    for _ in 0..3 {
+        from_alice.extend(publish_many(&alice, 400).await);
+        from_carol.extend(publish_many(&carol, 400).await);
+    }
+    let total = from_alice.len() + from_carol.len();
+    let mut got = Vec::new();
+    while got.len() < total {
+        got.extend(
+            pull_some(&bob, "chat", "default", 1, Duration::from_secs(20))
+                .await
+                .unwrap(),
+        );
+    }
+    // Carol is killed before bob's application acknowledges: her receipts wait.
+    net.node("carol").kill().await.unwrap();
+    for chunk in got.chunks(700) {
+        let ids: Vec<String> = chunk.iter().map(|m| m.id.clone()).collect();
+        bob.ack("chat", "default", &ids).await.unwrap();
+    }
+    wait_all_consumed(&alice, &from_alice, "bob").await;
+    // Bob restarts with carol's receipts still queued; they reach her once she is back.
+    net.node("bob").crash_restart().await.unwrap();
+    net.node("carol").start().await.unwrap();
+    wait_all_consumed(&carol, &from_carol, "bob").await;
+    net.assert_healthy().unwrap();
+}
