@@ -4,9 +4,11 @@
 //! run of log offsets per sender (`store::consumed`). This task reads the message
 //! ids of the runs from the log and sends them to their senders in batches, as NATS
 //! requests; a sender records them (its message status then reads `consumed`) and
-//! answers, and only then are the runs forgotten. Unanswered batches are retried, so a
-//! receipt survives NATS outages and restarts; receipts for a sender never heard from
-//! again are dropped after `delivered_message_retention`.
+//! answers, and only then are the runs forgotten. Unanswered batches are retried, so
+//! a receipt survives NATS outages and restarts. The ids come from the log, so a
+//! receipt waits for an unreachable sender while its entry is in the log (until the
+//! message's TTL, when the log sweep deletes it; the sender's status then stays
+//! `delivered`), and at most `delivered_message_retention`.
 
 use crate::metrics::Metrics;
 use crate::names::NodeId;
@@ -70,7 +72,7 @@ pub async fn run(
                 continue;
             };
             if b.consumed.is_empty() {
-                // The runs' entries are gone from the log (purged): nothing to tell.
+                // The runs' entries are gone from the log (past their TTL): nothing to tell.
                 let s = sender.clone();
                 if let Err(e) = store
                     .writer

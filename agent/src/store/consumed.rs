@@ -3,8 +3,8 @@
 //!
 //! Receipts wait in `receipt_runs`: for each group ack and sender, the run of log
 //! offsets `[lo, hi]` whose entries from that sender were consumed then. The message
-//! ids are read from the log when the receipts are sent (an entry deleted meanwhile,
-//! by a purge, gets no receipt).
+//! ids are read from the log when the receipts are sent (an entry the log sweep
+//! deleted meanwhile, past its TTL, gets no receipt).
 
 use super::Result;
 use rusqlite::{params, Connection, OptionalExtension};
