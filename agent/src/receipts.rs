@@ -12,6 +12,7 @@
 
 use crate::metrics::Metrics;
 use crate::names::NodeId;
+use crate::store::groups::ReceiptMark;
 use crate::store::{self, now_ms, Store};
 use crate::transport::Transport;
 use crate::wire::{Packet, Receipt};
@@ -73,15 +74,7 @@ pub async fn run(
             };
             if b.consumed.is_empty() {
                 // The runs' entries are gone from the log (past their TTL): nothing to tell.
-                let s = sender.clone();
-                if let Err(e) = store
-                    .writer
-                    .run(move |c| store::groups::receipts_done(c, &s, Some(mark), older))
-                    .await
-                {
-                    metrics.store_errors.inc();
-                    tracing::warn!(error = %e, "cannot forget empty receipt runs");
-                }
+                forget(&store, &metrics, &sender, mark, older).await;
                 continue;
             }
             let batch = mark.run;
@@ -100,15 +93,7 @@ pub async fn run(
                 .await;
             match answer {
                 Ok(Packet::ReceiptAck(a)) if a.batch == batch && a.receiver == me => {
-                    let s = sender.clone();
-                    if let Err(e) = store
-                        .writer
-                        .run(move |c| store::groups::receipts_done(c, &s, Some(mark), older))
-                        .await
-                    {
-                        metrics.store_errors.inc();
-                        tracing::warn!(error = %e, "cannot record sent receipts");
-                    }
+                    forget(&store, &metrics, &sender, mark, older).await;
                 }
                 Ok(_) => {
                     metrics.misrouted_frames.inc();
@@ -117,5 +102,19 @@ pub async fn run(
                 Err(e) => tracing::debug!(peer = %sender, error = %e, "receipts not delivered yet"),
             }
         }
+    }
+}
+
+/// Forgets a sender's receipts up to `mark` (it recorded them, or there was nothing to
+/// tell), and receipts older than `older` ms.
+async fn forget(store: &Store, metrics: &Metrics, sender: &str, mark: ReceiptMark, older: i64) {
+    let s = sender.to_string();
+    if let Err(e) = store
+        .writer
+        .run(move |c| store::groups::receipts_done(c, &s, Some(mark), older))
+        .await
+    {
+        metrics.store_errors.inc();
+        tracing::warn!(error = %e, "cannot forget sent receipts");
     }
 }

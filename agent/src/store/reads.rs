@@ -113,15 +113,20 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn given_many_reads_at_once_when_run_then_at_most_size_run_together() {
+    /// A pool of `size` over a fresh database with one empty table `t`.
+    fn pool(size: usize) -> (tempfile::TempDir, ReadPool) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
         Connection::open(&path)
             .unwrap()
             .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x);")
             .unwrap();
-        let pool = ReadPool::new(path, 3);
+        (dir, ReadPool::new(path, size))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn given_many_reads_at_once_when_run_then_at_most_size_run_together() {
+        let (_dir, pool) = pool(3);
         let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let mut reads = tokio::task::JoinSet::new();
         for _ in 0..40 {
@@ -147,13 +152,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn given_a_cancelled_read_when_another_starts_then_it_waits_for_the_first_to_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x);")
-            .unwrap();
-        let pool = ReadPool::new(path, 1);
+        let (_dir, pool) = pool(1);
         let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let read = |now: Arc<AtomicUsize>, most: Arc<AtomicUsize>| {
             move |_: &Connection| {
