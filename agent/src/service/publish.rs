@@ -145,7 +145,7 @@ impl Service {
         }
         let now = now_ms();
         Ok(NewMessage {
-            id: ulid::Ulid::new().to_string(),
+            id: crate::store::outbox::message_id(now),
             channel: channel.to_string(),
             created_at: now,
             expires_at: now.saturating_add(d.ttl.as_millis().min(i64::MAX as u128) as i64),

@@ -290,7 +290,7 @@ pub fn route_unrouted(
             "SELECT u.message_id FROM unrouted u JOIN messages m ON m.id = u.message_id
              WHERE u.channel = ? AND u.expires_at > ?
                AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = u.message_id AND d.receiver = ?)
-             ORDER BY m.created_at, m.rowid",
+             ORDER BY u.rowid",
         )?
         .query_map(params![channel, now, reader], |r| r.get(0))?
         .collect::<std::result::Result<_, _>>()?;
@@ -560,6 +560,7 @@ mod batch;
 mod cursors;
 mod dead;
 mod gauges;
+mod ids;
 mod purge;
 mod sweep;
 pub use batch::publish_batch;
@@ -568,6 +569,7 @@ pub use dead::{
     dead_letter, delete_dead, delivered_after_all, list_dead, redrive_dead, DeadLetter, Redrive,
 };
 pub use gauges::{stream_gauges, StreamGauge};
+pub use ids::message_id;
 pub use purge::{purge_queued, purge_sent, Purged};
 pub use sweep::{sweep, ExpirySweep};
 

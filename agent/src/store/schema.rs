@@ -341,6 +341,62 @@ INSERT INTO receipt_runs(sender, channel, lo, hi, consumed_at)
   ORDER BY r.id;
 DROP TABLE receipts_out;
 "#,
+    // 11: fewer B-trees per message. The outbox's messages and the channel log are
+    // keyed by their primary key alone (WITHOUT ROWID): a message row was a rowid table
+    // plus an index on its id, a log entry a rowid table plus an index on (channel,
+    // offset). Messages past retention are found by their id, a ULID whose time is
+    // their created_at, so messages_by_created goes too. Unrouted messages keep their
+    // publish order by the unrouted table's own rowid.
+    r#"
+CREATE TABLE messages_v11 (
+  id TEXT NOT NULL PRIMARY KEY,
+  channel TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  content_type TEXT NOT NULL,
+  headers TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  idempotency_key TEXT
+) WITHOUT ROWID;
+INSERT INTO messages_v11 SELECT id, channel, created_at, expires_at, content_type, headers,
+  payload, idempotency_key FROM messages;
+CREATE TABLE unrouted_v11 (
+  message_id TEXT PRIMARY KEY,
+  channel TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+INSERT INTO unrouted_v11(message_id, channel, expires_at)
+  SELECT u.message_id, u.channel, u.expires_at FROM unrouted u
+  LEFT JOIN messages m ON m.id = u.message_id ORDER BY m.created_at, m.rowid;
+DROP TABLE unrouted;
+ALTER TABLE unrouted_v11 RENAME TO unrouted;
+CREATE INDEX unrouted_by_channel ON unrouted(channel);
+DROP TABLE messages;
+ALTER TABLE messages_v11 RENAME TO messages;
+CREATE INDEX messages_by_expiry ON messages(expires_at);
+CREATE UNIQUE INDEX messages_by_idempotency ON messages(channel, idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
+CREATE TABLE channel_log_v11 (
+  channel TEXT NOT NULL,
+  offset INTEGER NOT NULL,
+  message_id TEXT NOT NULL,
+  sender TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  content_type TEXT NOT NULL,
+  headers TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  consumed_at INTEGER,
+  PRIMARY KEY (channel, offset)
+) WITHOUT ROWID;
+INSERT INTO channel_log_v11 SELECT channel, offset, message_id, sender, created_at,
+  received_at, expires_at, content_type, headers, payload, consumed_at FROM channel_log;
+DROP TABLE channel_log;
+ALTER TABLE channel_log_v11 RENAME TO channel_log;
+CREATE INDEX channel_log_by_id ON channel_log(message_id);
+CREATE INDEX channel_log_by_expiry ON channel_log(expires_at);
+"#,
 ];
 
 /// Pragmas for every connection.
@@ -479,5 +535,66 @@ mod tests {
             vec![(alice(), c_(), 3, 3, 7), (alice(), c_(), 1, 1, 8)],
             "a receipt whose entry is gone has nothing to tell"
         );
+    }
+
+    #[test]
+    fn given_a_version_10_database_when_migrated_then_messages_log_and_unrouted_order_are_kept() {
+        let mut c = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..10] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 10).unwrap();
+        // Published in this order, all in the same millisecond: "b" before "a".
+        for id in ["b", "a", "c"] {
+            c.execute(
+                "INSERT INTO messages(id, channel, created_at, expires_at, content_type, headers, payload)
+                 VALUES (?1, 'ch', 5, 9, 'text/plain', '[]', x'01')",
+                [id],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO unrouted(message_id, channel, expires_at) VALUES (?1, 'ch', 9)",
+                [id],
+            )
+            .unwrap();
+        }
+        c.execute(
+            "INSERT INTO channel_log(channel, offset, message_id, sender, created_at, received_at, expires_at, content_type, headers, payload, consumed_at)
+             VALUES ('ch', 1, 'a', 'alice', 1, 2, 3, 'text/plain', '[]', x'02', 4)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let order: Vec<String> = c
+            .prepare("SELECT message_id FROM unrouted ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(order, ["b", "a", "c"]);
+        let n: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM messages WHERE payload = x'01'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 3);
+        let entry: (String, Vec<u8>, Option<i64>) = c
+            .query_row(
+                "SELECT message_id, payload, consumed_at FROM channel_log WHERE channel = 'ch' AND offset = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(entry, ("a".to_string(), vec![2], Some(4)));
+        // Keyed by their primary keys alone.
+        for table in ["messages", "channel_log"] {
+            assert!(
+                c.prepare(&format!("SELECT rowid FROM {table}")).is_err(),
+                "{table}"
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The sender's expiry and retention sweep: pending deliveries past their TTL are
 //! expired, finished ones and payloads are deleted once retention allows.
 
+use super::ids::latest_id_at;
 use super::{finish, DeliveryState};
 use crate::store::Result;
 use rusqlite::{params, Connection};
@@ -67,25 +68,23 @@ pub fn sweep(conn: &Connection, now: i64, retention_ms: i64, limit: i64) -> Resu
     )?
     .execute(params![now, limit])?;
     // Messages nothing refers to any more, past their TTL or their retention; two
-    // statements so that each uses its index.
-    for column in ["expires_at", "created_at"] {
-        let cutoff = if column == "expires_at" {
-            now
-        } else {
-            now - retention_ms
-        };
-        out.deleted += conn
+    // statements so that each uses its key: the expiry index, and the id itself (a
+    // ULID whose time part is the message's created_at, see `super::ids`).
+    let unreferenced = |key: &str, cutoff: &dyn rusqlite::ToSql| -> Result<u64> {
+        Ok(conn
             .prepare_cached(&format!(
                 "DELETE FROM messages WHERE id IN (
                    SELECT m.id FROM messages m
-                   WHERE m.{column} <= ?
+                   WHERE {key}
                      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id)
                      AND NOT EXISTS (SELECT 1 FROM unrouted u WHERE u.message_id = m.id)
                      AND NOT EXISTS (SELECT 1 FROM dead_letters x WHERE x.message_id = m.id)
-                   LIMIT ?)"
+                   LIMIT ?2)"
             ))?
-            .execute(params![cutoff, limit])? as u64;
-    }
+            .execute(params![cutoff, limit])? as u64)
+    };
+    out.deleted += unreferenced("m.expires_at <= ?1", &now)?;
+    out.deleted += unreferenced("m.id <= ?1", &latest_id_at(now - retention_ms))?;
     Ok(out)
 }
 

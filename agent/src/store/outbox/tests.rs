@@ -300,3 +300,42 @@ fn given_queued_sent_and_acked_messages_then_stream_gauges_count_backlog_in_flig
         (0, 0, None)
     );
 }
+
+#[test]
+fn given_messages_with_ulid_ids_when_their_retention_ends_then_only_the_unreferenced_old_ones_go() {
+    let c = db();
+    let bob = vec!["bob".to_string()];
+    let now = now_ms();
+    let hour = 3_600_000;
+    let at = |t: i64, i: usize| NewMessage {
+        id: message_id(t),
+        created_at: t,
+        expires_at: now + 10 * hour,
+        ..message(&format!("x{i}"), "chat")
+    };
+    // Two old messages, one of them still queued for bob; one recent. Only the queued
+    // one has a delivery row: the others stand for messages whose deliveries are done.
+    let old = [at(now - 3 * hour, 0), at(now - 2 * hour - 1, 1)];
+    let recent = at(now - 1000, 2);
+    publish_batch(&c, &old[1..], &bob, 100, Overflow::Reject).unwrap();
+    for m in [&old[0], &recent] {
+        c.execute(
+            "INSERT INTO messages(id, channel, created_at, expires_at, content_type, headers, payload)
+             VALUES (?, 'chat', ?, ?, 'text/plain', '[]', x'00')",
+            params![m.id, m.created_at, m.expires_at],
+        )
+        .unwrap();
+    }
+    let out = sweep(&c, now, 2 * hour, 1000).unwrap();
+    assert_eq!(out.deleted, 1);
+    let ids: Vec<String> = c
+        .prepare("SELECT id FROM messages ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<std::result::Result<_, _>>()
+        .unwrap();
+    assert!(!ids.contains(&old[0].id), "old and delivered: gone");
+    assert!(ids.contains(&old[1].id), "old but still queued: kept");
+    assert!(ids.contains(&recent.id), "recent: kept");
+}
