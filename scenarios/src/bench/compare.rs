@@ -4,6 +4,7 @@
 
 use super::jetstream::{run_batch, BatchOpts};
 use super::net::Ctx;
+use super::procfs::{cpu_json, cpu_line};
 use super::rmds::Form;
 use super::throughput::rmds_run;
 use super::{median, rate};
@@ -37,10 +38,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     for i in 1..=a.compare.max(1) {
         let r = rmds_run(ctx, form, n, a.batch_publishers).await?;
         println!(
-            "  run {i} rmds:      {:>9.0} msg/s accepted, {:>9.0} msg/s end to end ({:.2}s)",
+            "  run {i} rmds:      {:>9.0} msg/s accepted, {:>9.0} msg/s end to end ({:.2}s); {}",
             r.accepted_rate(),
             r.e2e_rate(),
-            r.e2e.as_secs_f64()
+            r.e2e.as_secs_f64(),
+            cpu_line(&r.cpu)
         );
         rmds_e2e.push(r.e2e_rate());
         rmds_acc.push(r.accepted_rate());
@@ -52,15 +54,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         let j = run_batch(opts).await?;
         let (acc, e2e) = (rate(n, j.published), rate(n, j.e2e));
         println!(
-            "  run {i} JetStream: {acc:>9.0} msg/s accepted, {e2e:>9.0} msg/s end to end ({:.2}s)",
-            j.e2e.as_secs_f64()
+            "  run {i} JetStream: {acc:>9.0} msg/s accepted, {e2e:>9.0} msg/s end to end ({:.2}s); {}",
+            j.e2e.as_secs_f64(),
+            cpu_line(&j.cpu)
         );
         js_e2e.push(e2e);
         js_acc.push(acc);
         runs.push(json!({
             "system": "jetstream", "run": i, "messages": n, "server": j.version,
             "published_s": j.published.as_secs_f64(), "e2e_s": j.e2e.as_secs_f64(),
-            "accepted_per_s": acc, "e2e_per_s": e2e,
+            "accepted_per_s": acc, "e2e_per_s": e2e, "cpu_us_per_msg": cpu_json(&j.cpu),
         }));
     }
     let (re, ra, je, ja) = (

@@ -3,6 +3,7 @@
 //! `bench`, publishers that wait for publish acks, and a durable pull consumer that
 //! acknowledges every message.
 
+use super::procfs::CpuMeter;
 use crate::harness::NatsServer;
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, stream};
 use clap::ValueEnum;
@@ -128,6 +129,8 @@ pub struct BatchResult {
     pub e2e: Duration,
     /// Server version.
     pub version: String,
+    /// CPU microseconds per message of nats-server and the load generator.
+    pub cpu: Vec<(String, f64)>,
 }
 
 /// One batch run on a fresh server.
@@ -136,6 +139,7 @@ pub async fn run_batch(o: BatchOpts) -> anyhow::Result<BatchResult> {
     let consumer = net.consumer().await?;
     let version = net.version();
     let n = o.messages;
+    let meter = CpuMeter::start(&[("nats-server", net.server.pid())]);
     let start = Instant::now();
     let reader = tokio::spawn(async move {
         let mut got = 0u64;
@@ -181,11 +185,13 @@ pub async fn run_batch(o: BatchOpts) -> anyhow::Result<BatchResult> {
     }
     let published = start.elapsed();
     let done = reader.await??;
+    let cpu = meter.per_message(n);
     net.stop().await?;
     Ok(BatchResult {
         published,
         e2e: done - start,
         version,
+        cpu,
     })
 }
 

@@ -79,3 +79,63 @@ mod tests {
         assert_eq!(kb_field(t, "VmPeak"), None);
     }
 }
+
+/// CPU time spent by a set of processes over a run, to report it per message.
+/// Every process on the machine shares two cores, so CPU per message says what a
+/// run costs better than its wall-clock rate, which the others' work skews.
+pub struct CpuMeter {
+    start: Vec<(String, u32, u64)>,
+}
+
+impl CpuMeter {
+    /// Starts measuring the named processes and this one (`load generator`).
+    pub fn start(procs: &[(&str, Option<u32>)]) -> CpuMeter {
+        let mut start: Vec<(String, u32, u64)> = procs
+            .iter()
+            .filter_map(|(name, pid)| {
+                let pid = (*pid)?;
+                Some((name.to_string(), pid, cpu_ticks(pid)?))
+            })
+            .collect();
+        let me = std::process::id();
+        if let Some(t) = cpu_ticks(me) {
+            start.push(("load generator".into(), me, t));
+        }
+        CpuMeter { start }
+    }
+
+    /// CPU microseconds per message of each process since [`CpuMeter::start`]
+    /// (`USER_HZ` resolution: 10 ms per process over the run).
+    pub fn per_message(&self, messages: u64) -> Vec<(String, f64)> {
+        let us_per_tick = 1e6 / clock_ticks() as f64;
+        self.start
+            .iter()
+            .filter_map(|(name, pid, t0)| {
+                let t1 = cpu_ticks(*pid)?;
+                let us = t1.saturating_sub(*t0) as f64 * us_per_tick;
+                Some((name.clone(), us / messages.max(1) as f64))
+            })
+            .collect()
+    }
+}
+
+/// `alice 7.1, bob 6.0, … = 25.3 µs CPU/msg`.
+pub fn cpu_line(cpu: &[(String, f64)]) -> String {
+    let parts: Vec<String> = cpu.iter().map(|(n, us)| format!("{n} {us:.1}")).collect();
+    let total: f64 = cpu.iter().map(|(_, us)| us).sum();
+    format!("{} = {total:.1} µs CPU/msg", parts.join(", "))
+}
+
+/// The same as JSON: `{"alice": 7.1, …, "total": 25.3}`.
+pub fn cpu_json(cpu: &[(String, f64)]) -> serde_json::Value {
+    let mut v = serde_json::Map::new();
+    for (n, us) in cpu {
+        v.insert(n.clone(), serde_json::json!((us * 10.0).round() / 10.0));
+    }
+    let total: f64 = cpu.iter().map(|(_, us)| us).sum();
+    v.insert(
+        "total".into(),
+        serde_json::json!((total * 10.0).round() / 10.0),
+    );
+    serde_json::Value::Object(v)
+}

@@ -3,6 +3,7 @@
 //! bob's application has pulled it and its ack was answered.
 
 use super::net::Ctx;
+use super::procfs::{cpu_json, cpu_line, CpuMeter};
 use super::rmds::{consume_count, publish_all, reconnect_watch, wait_count, Form, CHANNEL, GROUP};
 use super::{rate, secs};
 use serde_json::{json, Value};
@@ -21,6 +22,8 @@ pub struct RunResult {
     pub e2e: Duration,
     /// Counters at the end: alice's sent/resent/batches, bob's duplicates/out of order.
     pub counters: Value,
+    /// CPU microseconds per message of alice, bob, nats-server and the load generator.
+    pub cpu: Vec<(String, f64)>,
 }
 
 impl RunResult {
@@ -43,6 +46,7 @@ impl RunResult {
             "accepted_per_s": self.accepted_rate(),
             "e2e_per_s": self.e2e_rate(),
             "counters": self.counters,
+            "cpu_us_per_msg": cpu_json(&self.cpu),
         })
     }
 }
@@ -52,11 +56,17 @@ impl RunResult {
 pub async fn rmds_run(ctx: &Ctx, form: Form, n: u64, publishers: u64) -> anyhow::Result<RunResult> {
     let mut net = ctx.pair().await?;
     let count = Arc::new(AtomicU64::new(0));
+    let meter = CpuMeter::start(&[
+        ("alice", net.pid("alice")),
+        ("bob", net.pid("bob")),
+        ("nats-server", net.nats.pid()),
+    ]);
     let consumer = tokio::spawn(consume_count(net.client("bob"), n, count.clone()));
     let start = Instant::now();
     let published = publish_all(net.client("alice"), n, publishers, ctx.args.size, form).await?;
     wait_count(&count, n).await;
     let e2e = start.elapsed();
+    let cpu = meter.per_message(n);
     consumer.await??;
     net.wait_drained("alice", Duration::from_secs(60)).await?;
     let counters = counters(&net, &["bob"]).await?;
@@ -66,6 +76,7 @@ pub async fn rmds_run(ctx: &Ctx, form: Form, n: u64, publishers: u64) -> anyhow:
         published,
         e2e,
         counters,
+        cpu,
     })
 }
 
@@ -91,13 +102,14 @@ pub(super) async fn counters(
 
 fn print_run(label: &str, r: &RunResult) {
     println!(
-        "{label}: published {} in {:.2}s ({:.0} msg/s accepted durably); acknowledged by the application on bob after {:.2}s ({:.0} msg/s end to end) [{}]",
+        "{label}: published {} in {:.2}s ({:.0} msg/s accepted durably); acknowledged by the application on bob after {:.2}s ({:.0} msg/s end to end) [{}]\n  {}",
         r.n,
         r.published.as_secs_f64(),
         r.accepted_rate(),
         r.e2e.as_secs_f64(),
         r.e2e_rate(),
-        r.counters
+        r.counters,
+        cpu_line(&r.cpu)
     );
 }
 
@@ -144,9 +156,15 @@ pub async fn outage(ctx: &Ctx) -> anyhow::Result<Value> {
     let consumer = tokio::spawn(consume_count(net.client("bob"), n, count.clone()));
     let start = Instant::now();
     net.start_nats().await?;
+    let meter = CpuMeter::start(&[
+        ("alice", net.pid("alice")),
+        ("bob", net.pid("bob")),
+        ("nats-server", net.nats.pid()),
+    ]);
     let reconnect = reconnect_watch(vec![net.client("alice"), net.client("bob")], start);
     wait_count(&count, n).await;
     let drain = start.elapsed();
+    let cpu = meter.per_message(n);
     consumer.await??;
     let reconnect = reconnect.await?;
     println!(
@@ -156,6 +174,7 @@ pub async fn outage(ctx: &Ctx) -> anyhow::Result<Value> {
         reconnect.map_or("?".into(), |d| format!("{:.2}s", d.as_secs_f64())),
         after_reconnect(n, drain, reconnect),
     );
+    println!("  {}", cpu_line(&cpu));
     net.wait_drained("alice", Duration::from_secs(60)).await?;
     let counters = counters(&net, &["bob"]).await?;
     println!("  counters: {counters}");
@@ -166,6 +185,7 @@ pub async fn outage(ctx: &Ctx) -> anyhow::Result<Value> {
         "accepted_per_s": rate(n, t),
         "drain_s": secs(drain),
         "drain_per_s": rate(n, drain),
+        "drain_cpu_us_per_msg": cpu_json(&cpu),
         "reconnect_s": reconnect.map(|d| d.as_secs_f64()),
         "drain_after_reconnect_per_s": reconnect.map(|r| rate(n, drain.saturating_sub(r))),
         "counters": counters,
