@@ -179,6 +179,10 @@ pub struct DeliveryConfig {
     pub overflow: Overflow,
     /// Messages in flight per stream.
     pub window: u32,
+    /// Sends (frames) awaiting their ACK per stream before newly published messages
+    /// wait to leave together in a larger frame (when an ACK returns or a frame's
+    /// worth is waiting); 0 sends every commit at once.
+    pub sends_in_flight: u32,
     /// Snappy-compress payloads above `compression_threshold` bytes.
     pub enable_compression: bool,
     /// Payload size from which compression is tried.
@@ -310,6 +314,7 @@ impl Default for DeliveryConfig {
             max_messages_per_receiver: 10_000,
             overflow: Overflow::Reject,
             window: 1024,
+            sends_in_flight: 2,
             enable_compression: true,
             compression_threshold: 256,
             delivered_message_retention: Duration::from_secs(3 * 24 * 3600),

@@ -18,6 +18,7 @@ fn given_generated_config_when_parsed_back_then_every_key_present_and_valid() {
         "max_messages_per_receiver",
         "overflow",
         "window",
+        "sends_in_flight",
         "enable_compression",
         "delivered_message_retention",
         "cluster_key",
@@ -46,6 +47,14 @@ fn given_bad_values_when_validating_then_key_is_named() {
     c.node_id = "ok".into();
     c.delivery.window = 0;
     assert!(c.validate().unwrap_err().to_string().contains("window"));
+    c.delivery.window = 1024;
+    c.delivery.sends_in_flight = 5000;
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("sends_in_flight"));
+    c.delivery.sends_in_flight = 2;
     let err = Config::from_toml("[delivery]\nack_timeut = \"1s\"", std::path::Path::new("f"))
         .unwrap_err();
     assert!(err.to_string().contains("ack_timeut"));

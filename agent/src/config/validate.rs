@@ -92,6 +92,12 @@ impl Config {
         if !(1..=65_536).contains(&self.delivery.window) {
             return Err(invalid("window", "must be between 1 and 65536"));
         }
+        if self.delivery.sends_in_flight > 1024 {
+            return Err(invalid(
+                "sends_in_flight",
+                "must be at most 1024 (0: no limit)",
+            ));
+        }
         if self.groups.max_batch == 0 {
             return Err(invalid("groups.max_batch", "must be at least 1"));
         }

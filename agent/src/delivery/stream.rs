@@ -104,6 +104,8 @@ impl StreamTask {
             retry_factor: p.retry_factor,
             retry_max: p.retry_max,
             max_attempts: p.max_attempts,
+            max_sends: c.sends_in_flight as usize,
+            fill: FRAME_MESSAGES as u64,
         }
     }
 

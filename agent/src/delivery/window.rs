@@ -35,6 +35,14 @@ pub struct WindowConfig {
     pub retry_max: Duration,
     /// Failed rounds before the head is dead-lettered.
     pub max_attempts: u32,
+    /// Sends awaiting their ACK after which new sequences wait to fill a frame
+    /// (0: no limit). Self-clocked batching: under load, what is published while
+    /// frames are in flight leaves as one larger frame when an ACK comes back, or as
+    /// soon as `fill` sequences are waiting; an idle stream sends at once.
+    pub max_sends: usize,
+    /// Waiting sequences that are sent even while `max_sends` are in flight (a full
+    /// frame).
+    pub fill: u64,
 }
 
 impl WindowConfig {
@@ -101,6 +109,8 @@ pub struct Window {
     refusals: u32,
     /// A smaller window for now (a circuit breaker's probe).
     cap: Option<u64>,
+    /// The last sequence of each send awaiting its ACK, oldest first.
+    sends: std::collections::VecDeque<u64>,
 }
 
 impl Window {
@@ -122,6 +132,7 @@ impl Window {
             hold: None,
             refusals: 0,
             cap: None,
+            sends: std::collections::VecDeque::new(),
         }
     }
 
@@ -187,6 +198,9 @@ impl Window {
 
     /// Sequences up to `to` were published at `now`.
     pub fn on_sent(&mut self, to: u64, now: Instant) {
+        if to > self.sent_upto {
+            self.sends.push_back(to);
+        }
         self.sent_upto = self.sent_upto.max(to);
         self.high_sent = self.high_sent.max(to);
         if self.deadline.is_none() && self.sent_upto > self.acked {
@@ -209,6 +223,9 @@ impl Window {
         let from = self.acked + 1;
         self.acked = seq;
         self.sent_upto = self.sent_upto.max(seq);
+        while self.sends.front().is_some_and(|&to| to <= seq) {
+            self.sends.pop_front();
+        }
         self.failed = 0;
         self.refusals = 0;
         self.deadline = (self.sent_upto > self.acked)
@@ -221,6 +238,12 @@ impl Window {
     pub fn restart(&mut self) {
         self.sent_upto = self.acked;
         self.deadline = None;
+        self.sends.clear();
+    }
+
+    /// Sends awaiting their ACK.
+    pub fn sends_in_flight(&self) -> usize {
+        self.sends.len()
     }
 
     /// The head was dead-lettered: restart the round with a fresh attempt count.
@@ -276,15 +299,29 @@ impl Window {
         let limit = self.last_seq.min(self.acked.saturating_add(window));
         if self.sent_upto < limit {
             let from = self.sent_upto + 1;
+            let resend = from <= self.high_sent;
+            let waiting = limit - self.sent_upto;
+            if !resend
+                && self.cfg.max_sends > 0
+                && self.sends.len() >= self.cfg.max_sends
+                && waiting < self.cfg.fill.max(1)
+            {
+                // Enough is in flight: let new sequences gather into a larger frame
+                // until an ACK comes back or a frame's worth is waiting.
+                return None;
+            }
             return Some(Action::Send {
                 from,
                 to: limit,
-                resend: from <= self.high_sent,
+                resend,
             });
         }
         None
     }
 }
+
+#[cfg(test)]
+mod coalesce_tests;
 
 #[cfg(test)]
 mod tests {
@@ -305,6 +342,8 @@ mod tests {
             retry_factor: 2.0,
             retry_max: Duration::from_secs(30),
             max_attempts: 3,
+            max_sends: 0,
+            fill: 128,
         }
     }
 
