@@ -58,28 +58,6 @@ pub fn files(dir: &Path) -> Vec<(String, u64)> {
     v
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_own_process() {
-        let pid = std::process::id();
-        assert!(status_kb(pid, "VmHWM").unwrap() > 0);
-        assert!(status_kb(pid, "VmRSS").unwrap() > 0);
-        assert!(cpu_ticks(pid).is_some());
-        assert!(clock_ticks() > 0);
-    }
-
-    #[test]
-    fn parses_kb_fields() {
-        let t = "Name:\tx\nVmHWM:\t   33000 kB\nVmRSS:\t  1200 kB\n";
-        assert_eq!(kb_field(t, "VmHWM"), Some(33000));
-        assert_eq!(kb_field(t, "VmRSS"), Some(1200));
-        assert_eq!(kb_field(t, "VmPeak"), None);
-    }
-}
-
 /// CPU time spent by a set of processes over a run, to report it per message.
 /// Every process on the machine shares two cores, so CPU per message says what a
 /// run costs better than its wall-clock rate, which the others' work skews.
@@ -138,4 +116,39 @@ pub fn cpu_json(cpu: &[(String, f64)]) -> serde_json::Value {
         serde_json::json!((total * 10.0).round() / 10.0),
     );
     serde_json::Value::Object(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        let pid = std::process::id();
+        assert!(status_kb(pid, "VmHWM").unwrap() > 0);
+        assert!(status_kb(pid, "VmRSS").unwrap() > 0);
+        assert!(cpu_ticks(pid).is_some());
+        assert!(clock_ticks() > 0);
+    }
+
+    #[test]
+    fn parses_kb_fields() {
+        let t = "Name:\tx\nVmHWM:\t   33000 kB\nVmRSS:\t  1200 kB\n";
+        assert_eq!(kb_field(t, "VmHWM"), Some(33000));
+        assert_eq!(kb_field(t, "VmRSS"), Some(1200));
+        assert_eq!(kb_field(t, "VmPeak"), None);
+    }
+
+    #[test]
+    fn cpu_per_message_is_summed_per_process_and_in_total() {
+        let cpu = vec![("alice".to_string(), 12.34), ("bob".to_string(), 1.0)];
+        assert_eq!(cpu_line(&cpu), "alice 12.3, bob 1.0 = 13.3 µs CPU/msg");
+        let v = cpu_json(&cpu);
+        assert_eq!(v["alice"], 12.3);
+        assert_eq!(v["total"], 13.3);
+        let m = CpuMeter::start(&[("gone", None)]);
+        let got = m.per_message(10);
+        assert_eq!(got.len(), 1, "only this process is measured: {got:?}");
+        assert_eq!(got[0].0, "load generator");
+    }
 }
