@@ -334,7 +334,7 @@ mod tests {
         w
     }
 
-    fn cfg() -> WindowConfig {
+    pub(super) fn cfg() -> WindowConfig {
         WindowConfig {
             window: 4,
             ack_timeout: Duration::from_secs(10),

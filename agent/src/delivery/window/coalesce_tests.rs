@@ -6,13 +6,9 @@ use super::*;
 fn cfg(max_sends: usize, fill: u64) -> WindowConfig {
     WindowConfig {
         window: 1024,
-        ack_timeout: Duration::from_secs(10),
-        retry_initial: Duration::from_secs(1),
-        retry_factor: 2.0,
-        retry_max: Duration::from_secs(30),
-        max_attempts: 3,
         max_sends,
         fill,
+        ..super::tests::cfg()
     }
 }
 
